@@ -1,0 +1,2 @@
+//! Segment encode/decode benchmarks (placeholder replaced below).
+fn main() {}

@@ -1,0 +1,1 @@
+//! hephaestus hub: segment stores, HTTP API, OIDC verifier, static web root, metrics

@@ -1,0 +1,1 @@
+//! hephaestus spoke: replica, merge, queries, sync client, daemon and the heph/hephd binaries

@@ -1,0 +1,1 @@
+//! hephaestus end-to-end tests: real hub, spokes, IdP and browser

@@ -1,0 +1,3 @@
+//! xtask: build and dev helpers for the hephaestus workspace
+
+fn main() {}
