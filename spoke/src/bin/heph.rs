@@ -1,0 +1,3 @@
+//! `heph`: the hephaestus command-line interface.
+
+fn main() {}
