@@ -12,6 +12,7 @@ pub mod error;
 pub mod hlc;
 pub mod id;
 pub mod op;
+pub mod sample;
 pub mod segment;
 
 pub use chain::{ChainError, ChainHead, check_continues};
