@@ -8,10 +8,13 @@ ROOT=$PWD
 CACHE=${HEPH_CACHE_DIR:-$HOME/.cache/heph}
 mkdir -p "$CACHE"
 say() { printf '[setup] %s\n' "$*"; }
+# `setup.sh dev` installs only what building and running needs (scripts/dev.sh); no argument: everything for tests.
+PROFILE=${1:-test}
 
 # 1. System packages (Debian). clang builds zstd/SQLite for wasm32; chromium runs the browser tests;
 #    systemd provides systemd-analyze for unit verification; sqlite3 is used by the documented manual Path A.
-APT_PKGS=(clang chromium chromium-driver systemd sqlite3 python3-venv)
+APT_PKGS=(clang)
+[ "$PROFILE" = dev ] || APT_PKGS+=(chromium chromium-driver systemd sqlite3 python3-venv)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -30,6 +33,8 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
   say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (takes a few minutes once)"
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
+
+if [ "$PROFILE" = dev ]; then say "ok (dev)"; exit 0; fi
 
 # 3. SeaweedFS, a real S3-compatible server for the object-store tests.
 VENV="$CACHE/venv"
