@@ -197,14 +197,15 @@ pub async fn shutdown_signal() {
 
 /// Runs `hephd --mode server` with `args` until SIGTERM/SIGINT.
 pub async fn serve(args: HubArgs) -> Result<(), ServeError> {
+    let dev_mode = args.oidc_issuer.is_none();
+    if dev_mode && !args.http_addr.ip().is_loopback() {
+        return Err(ServerError::DevModeNonLoopback {
+            addr: args.http_addr,
+        }
+        .into());
+    }
     let config = args.config().await?;
     if config.dev_mode {
-        if !args.http_addr.ip().is_loopback() {
-            return Err(ServerError::DevModeNonLoopback {
-                addr: args.http_addr,
-            }
-            .into());
-        }
         tracing::warn!(
             "DEV MODE: no --oidc-issuer configured; every request is accepted without a token, and only loopback addresses may be bound"
         );

@@ -30,3 +30,10 @@ pub use store::{Position, PutOutcome, SegmentStore, StoreError, open_store};
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The short git commit the hub was built from, or `unknown`.
 pub const BUILD_COMMIT: &str = env!("HEPH_BUILD_COMMIT");
+/// `X.Y.Z (shortsha)`, as `hephd --version` prints after the binary name.
+pub const VERSION_STRING: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HEPH_BUILD_COMMIT"),
+    ")"
+);

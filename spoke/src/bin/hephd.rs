@@ -1,3 +1,51 @@
 //! `hephd`: the hephaestus daemon (`--mode server` runs the hub, `--mode local` a spoke).
 
-fn main() {}
+use clap::{Parser, ValueEnum};
+
+/// Which daemon to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// The hub: stores and serves segments for every device.
+    Server,
+    /// A spoke: the local replica, CLI socket and background sync.
+    Local,
+}
+
+/// The hephaestus daemon.
+#[derive(Debug, Parser)]
+#[command(name = "hephd", version = heph_hub::VERSION_STRING, about)]
+struct Cli {
+    /// Run as the hub (`server`) or as a device's spoke (`local`).
+    #[arg(long, value_enum)]
+    mode: Mode,
+    #[command(flatten)]
+    hub: heph_hub::args::HubArgs,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEPH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.mode {
+        Mode::Server => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(heph_hub::args::serve(cli.hub))?;
+            Ok(())
+        }
+        Mode::Local => anyhow::bail!("--mode local is not available in this build yet"),
+    }
+}
