@@ -84,6 +84,6 @@ try {
   }
   console.log('approved');
 } catch (err) {
-  console.error(`idp-approve: ${err.message}`);
+  console.error(`idp-approve: ${err.message}${err.cause ? `: ${err.cause.message || err.cause}` : ''}`);
   process.exit(1);
 }

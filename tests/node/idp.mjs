@@ -198,6 +198,9 @@ async function interaction(req, res, uid, isPost) {
   res.end(`unsupported prompt ${prompt.name}`);
 }
 
+// A key the IdP never publishes, for unknown-kid tests (generated once).
+let foreignJwk;
+
 async function mint(req, res) {
   const body = JSON.parse((await readBody(req)) || '{}');
   const now = Math.floor(Date.now() / 1000);
@@ -218,8 +221,11 @@ async function mint(req, res) {
   }
   let jwk = jwks.keys[0];
   if (body.foreign_key) {
-    const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-    jwk = { ...privateKey.export({ format: 'jwk' }), kid: body.foreign_kid || 'foreign-key', alg: 'RS256' };
+    if (!foreignJwk) {
+      const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+      foreignJwk = { ...privateKey.export({ format: 'jwk' }), kid: 'foreign-key', alg: 'RS256' };
+    }
+    jwk = foreignJwk;
   }
   const header = { alg: 'RS256', typ: 'at+jwt', kid: jwk.kid, ...(body.header || {}) };
   for (const [k, v] of Object.entries(header)) if (v === null) delete header[k];

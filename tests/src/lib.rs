@@ -1,1 +1,3 @@
 //! hephaestus end-to-end tests: real hub, spokes, IdP and browser
+
+pub mod idp;
