@@ -91,6 +91,8 @@ pub struct HubState {
     pub(crate) limits: HttpLimits,
     upload_budget: Semaphore,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The PWA's login relay (`POST /auth/device`, `POST /auth/token`), see `relay.rs`.
+    pub(crate) relay: crate::relay::Relay,
 }
 
 const KIB: u64 = 1024;
@@ -107,6 +109,7 @@ impl HubState {
         shutdown: watch::Receiver<bool>,
     ) -> HubState {
         let permits = (limits.max_upload_bytes_in_flight / KIB).clamp(1, u64::from(u32::MAX >> 3));
+        let relay = crate::relay::Relay::new(public.issuer.clone());
         HubState {
             log,
             auth,
@@ -116,6 +119,7 @@ impl HubState {
             limits,
             upload_budget: Semaphore::new(permits as usize),
             shutdown,
+            relay,
         }
     }
 
@@ -345,6 +349,30 @@ where
         "/metrics" if is_get => return metrics(state),
         "/metrics" => return method_not_allowed("GET, HEAD"),
         _ => {}
+    }
+    if let Some(route) = crate::relay::RelayRoute::from_path(&path) {
+        if method != Method::POST {
+            return method_not_allowed("POST");
+        }
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let (status, body) =
+            match crate::relay::read_body(req.into_body(), state.limits.body_timeout).await {
+                Ok(body) => {
+                    state
+                        .relay
+                        .forward(route, content_type.as_deref(), body)
+                        .await
+                }
+                Err(answer) => answer,
+            };
+        let mut r = json_resp(status, &body);
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
     }
     let Some(rest) = path.strip_prefix("/sync/v1/") else {
         if path == "/sync/v1" || path.starts_with("/sync/") {
