@@ -8,7 +8,8 @@ use std::time::Duration;
 use heph_format::OwnerId;
 use tokio::net::TcpListener;
 
-use crate::authn::{Authenticator, DevAuthenticator, UnavailableAuthenticator};
+use crate::authn::{Authenticator, DevAuthenticator};
+use crate::oidc::{OidcAuthenticator, OidcConfig, OidcError, OidcVerifier, TokenTypePolicy};
 use crate::server::{Hub, HubConfig, ServerError};
 use crate::store::{S3Options, StoreError, open_store};
 
@@ -58,6 +59,16 @@ pub struct HubArgs {
     /// Group claim a caller must have.
     #[arg(long, value_name = "GROUP")]
     pub required_group: Option<String>,
+    /// Clock leeway for the token's exp/nbf/iat (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub oidc_leeway_secs: u64,
+    /// Claim holding the caller's groups.
+    #[arg(long, value_name = "CLAIM", default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Accept untyped JWT access tokens (Authentik); ID tokens are then told apart by their
+    /// nonce/at_hash claims instead of the RFC 9068 `typ: at+jwt` header. See docs/security.md.
+    #[arg(long)]
+    pub oidc_accept_untyped_tokens: bool,
     /// The owner this hub serves (else the store's, or the first pusher's).
     #[arg(long, value_name = "ULID")]
     pub owner_id: Option<OwnerId>,
@@ -91,6 +102,9 @@ pub enum ServeError {
     /// The hub refused its configuration or failed.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The OIDC flags are unusable.
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
     /// No --db, no --store and no HOME to default from.
     #[error("no store location: pass --db PATH or --store URL (HOME is not set)")]
     NoStoreLocation,
@@ -136,24 +150,37 @@ impl HubArgs {
         }
     }
 
-    /// The authenticator these flags call for: dev mode without an issuer. With an issuer the
-    /// OIDC verifier belongs here; until it is built in, data routes answer 503 (never open).
-    pub fn authenticator(&self) -> Arc<dyn Authenticator> {
-        match &self.oidc_issuer {
-            None => Arc::new(DevAuthenticator),
-            Some(issuer) => Arc::new(UnavailableAuthenticator {
-                reason: format!(
-                    "OIDC token verification against {issuer} is not available in this build"
-                ),
-            }),
+    /// The authenticator these flags call for: dev mode without an issuer, else the OIDC verifier
+    /// (its background discovery task is spawned here, so call this inside the tokio runtime).
+    pub fn authenticator(&self) -> Result<Arc<dyn Authenticator>, ServeError> {
+        let Some(issuer) = &self.oidc_issuer else {
+            return Ok(Arc::new(DevAuthenticator));
+        };
+        let audience = self
+            .oidc_audience
+            .clone()
+            .or_else(|| self.oidc_client_id.clone())
+            .ok_or_else(|| {
+                OidcError::Config("--oidc-issuer needs --oidc-audience (e.g. heph)".into())
+            })?;
+        let mut cfg = OidcConfig::new(issuer.clone(), audience);
+        cfg.authorized_subs = self.authorized_sub.clone();
+        cfg.required_group = self.required_group.clone();
+        cfg.leeway = Duration::from_secs(self.oidc_leeway_secs);
+        cfg.groups_claim = self.oidc_groups_claim.clone();
+        if self.oidc_accept_untyped_tokens {
+            cfg.token_type = TokenTypePolicy::Untyped;
         }
+        let verifier = OidcVerifier::new(cfg)?;
+        verifier.spawn_refresh();
+        Ok(Arc::new(OidcAuthenticator::new(verifier)))
     }
 
     /// Builds the hub config (opening the store).
     pub async fn config(&self) -> Result<HubConfig, ServeError> {
         let url = self.store_url()?;
         let store = open_store(&url, &self.s3_options()).await?;
-        let mut c = HubConfig::new(store, self.authenticator());
+        let mut c = HubConfig::new(store, self.authenticator()?);
         c.dev_mode = self.oidc_issuer.is_none();
         c.owner = self.owner_id;
         c.web_root = self.web_root.clone();
