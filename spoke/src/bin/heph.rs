@@ -1,3 +1,5 @@
-//! `heph`: the hephaestus command-line interface.
+//! `heph`: the hephaestus command-line interface (all logic lives in `heph_spoke::cli`).
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    heph_spoke::cli::main()
+}
