@@ -16,6 +16,7 @@ pub mod authn;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod oidc;
 pub mod relay;
 pub mod server;
 mod static_files;
