@@ -32,7 +32,11 @@ fn sync(from: &Replica, to: &mut Replica) {
 fn both(a: &mut Replica, b: &mut Replica) {
     sync(a, b);
     sync(b, a);
-    assert_eq!(a.digest().unwrap(), b.digest().unwrap(), "replicas diverged");
+    assert_eq!(
+        a.digest().unwrap(),
+        b.digest().unwrap(),
+        "replicas diverged"
+    );
 }
 
 fn add(r: &mut Replica, env: &TestEnv, title: &str) -> String {
@@ -55,16 +59,39 @@ fn lww_per_field_by_hlc() {
     both(&mut a, &mut b);
     ea.advance(10);
     eb.advance(20);
-    api::edit_task(&mut a, &ea, &EditTask { id: id.clone(), title: Some("from a".into()), ..Default::default() }).unwrap();
+    api::edit_task(
+        &mut a,
+        &ea,
+        &EditTask {
+            id: id.clone(),
+            title: Some("from a".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     // b edits the title later (greater HLC) and the project (only b touches it).
     api::edit_task(
         &mut b,
         &eb,
-        &EditTask { id: id.clone(), title: Some("from b".into()), project: Some("home".into()), ..Default::default() },
+        &EditTask {
+            id: id.clone(),
+            title: Some("from b".into()),
+            project: Some("home".into()),
+            ..Default::default()
+        },
     )
     .unwrap();
     ea.advance(30);
-    api::edit_task(&mut a, &ea, &EditTask { id: id.clone(), attention: Some("a1".into()), ..Default::default() }).unwrap();
+    api::edit_task(
+        &mut a,
+        &ea,
+        &EditTask {
+            id: id.clone(),
+            attention: Some("a1".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     both(&mut a, &mut b);
     let v = model::list(&a, &ea, &ListFilter::default()).unwrap();
     assert_eq!(v[0].title, "from b");
@@ -114,12 +141,39 @@ fn logs_are_append_only_and_all_kept() {
 fn context_disjoint_edits_merge_and_overlaps_conflict_until_resolved() {
     let (mut a, ea, mut b, eb) = pair();
     let id = add(&mut a, &ea, "doc");
-    api::context(&mut a, &ea, &ContextEdit { id: id.clone(), body: Some("one\ntwo\nthree\n".into()), ..Default::default() }).unwrap();
+    api::context(
+        &mut a,
+        &ea,
+        &ContextEdit {
+            id: id.clone(),
+            body: Some("one\ntwo\nthree\n".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     both(&mut a, &mut b);
     ea.advance(1);
     eb.advance(2);
-    api::context(&mut a, &ea, &ContextEdit { id: id.clone(), body: Some("ONE\ntwo\nthree\n".into()), ..Default::default() }).unwrap();
-    api::context(&mut b, &eb, &ContextEdit { id: id.clone(), body: Some("one\ntwo\nTHREE\n".into()), ..Default::default() }).unwrap();
+    api::context(
+        &mut a,
+        &ea,
+        &ContextEdit {
+            id: id.clone(),
+            body: Some("ONE\ntwo\nthree\n".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    api::context(
+        &mut b,
+        &eb,
+        &ContextEdit {
+            id: id.clone(),
+            body: Some("one\ntwo\nTHREE\n".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     both(&mut a, &mut b);
     let d = model::node_detail(&a, &ea, id.parse().unwrap()).unwrap();
     assert_eq!(d.context, "ONE\ntwo\nTHREE\n");
@@ -128,8 +182,26 @@ fn context_disjoint_edits_merge_and_overlaps_conflict_until_resolved() {
     // Overlapping edits: both kept, flagged.
     ea.advance(10);
     eb.advance(10);
-    api::context(&mut a, &ea, &ContextEdit { id: id.clone(), body: Some("ONE\nA\nTHREE\n".into()), ..Default::default() }).unwrap();
-    api::context(&mut b, &eb, &ContextEdit { id: id.clone(), body: Some("ONE\nB\nTHREE\n".into()), ..Default::default() }).unwrap();
+    api::context(
+        &mut a,
+        &ea,
+        &ContextEdit {
+            id: id.clone(),
+            body: Some("ONE\nA\nTHREE\n".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    api::context(
+        &mut b,
+        &eb,
+        &ContextEdit {
+            id: id.clone(),
+            body: Some("ONE\nB\nTHREE\n".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     both(&mut a, &mut b);
     let d = model::node_detail(&a, &ea, id.parse().unwrap()).unwrap();
     assert!(d.node.conflicted, "{}", d.context);
@@ -138,7 +210,16 @@ fn context_disjoint_edits_merge_and_overlaps_conflict_until_resolved() {
 
     // A later edit on top of the merged document resolves it, on every replica.
     ea.advance(10);
-    api::context(&mut a, &ea, &ContextEdit { id: id.clone(), body: Some("ONE\nA and B\nTHREE\n".into()), ..Default::default() }).unwrap();
+    api::context(
+        &mut a,
+        &ea,
+        &ContextEdit {
+            id: id.clone(),
+            body: Some("ONE\nA and B\nTHREE\n".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     both(&mut a, &mut b);
     let d = model::node_detail(&b, &eb, id.parse().unwrap()).unwrap();
     assert_eq!(d.context, "ONE\nA and B\nTHREE\n");
@@ -156,11 +237,18 @@ fn tombstone_delete_and_restore_are_lww() {
     api::set_deleted(&mut a, &ea, &id, true).unwrap();
     api::set_deleted(&mut b, &eb, &id, false).unwrap();
     both(&mut a, &mut b);
-    assert_eq!(model::list(&a, &ea, &ListFilter::default()).unwrap().len(), 1);
+    assert_eq!(
+        model::list(&a, &ea, &ListFilter::default()).unwrap().len(),
+        1
+    );
     eb.advance(10);
     api::set_deleted(&mut b, &eb, &id, true).unwrap();
     both(&mut a, &mut b);
-    assert!(model::list(&a, &ea, &ListFilter::default()).unwrap().is_empty());
+    assert!(
+        model::list(&a, &ea, &ListFilter::default())
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -168,7 +256,16 @@ fn undo_is_new_ops_and_works_after_sync() {
     let (mut a, ea, mut b, eb) = pair();
     let id = add(&mut a, &ea, "t");
     ea.advance(1);
-    api::edit_task(&mut a, &ea, &EditTask { id: id.clone(), title: Some("renamed".into()), ..Default::default() }).unwrap();
+    api::edit_task(
+        &mut a,
+        &ea,
+        &EditTask {
+            id: id.clone(),
+            title: Some("renamed".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     both(&mut a, &mut b);
     let before = a.op_count().unwrap();
     let u = api::undo(&mut a, &ea).unwrap();
@@ -180,8 +277,15 @@ fn undo_is_new_ops_and_works_after_sync() {
     // Undo the add too: the task is gone everywhere.
     api::undo(&mut a, &ea).unwrap();
     both(&mut a, &mut b);
-    assert!(model::list(&b, &eb, &ListFilter::default()).unwrap().is_empty());
-    assert!(matches!(api::undo(&mut a, &ea), Err(heph_spoke::SpokeError::NothingToUndo)));
+    assert!(
+        model::list(&b, &eb, &ListFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        api::undo(&mut a, &ea),
+        Err(heph_spoke::SpokeError::NothingToUndo)
+    ));
 }
 
 #[test]
@@ -190,7 +294,12 @@ fn concurrent_completion_of_a_recurring_task_never_duplicates() {
     let id = api::add_task(
         &mut a,
         &ea,
-        &AddTask { title: "water plants".into(), recur: Some("every 3 days".into()), do_date: Some("today".into()), ..Default::default() },
+        &AddTask {
+            title: "water plants".into(),
+            recur: Some("every 3 days".into()),
+            do_date: Some("today".into()),
+            ..Default::default()
+        },
     )
     .unwrap()
     .id;
@@ -207,7 +316,11 @@ fn concurrent_completion_of_a_recurring_task_never_duplicates() {
     let today = heph_spoke::dates::today(&ea);
     assert_eq!(
         open[0].do_date.as_deref(),
-        Some(heph_spoke::dates::civil_from_days(today + 3).to_string().as_str())
+        Some(
+            heph_spoke::dates::civil_from_days(today + 3)
+                .to_string()
+                .as_str()
+        )
     );
 }
 
@@ -216,7 +329,16 @@ fn older_ops_arriving_late_rematerialise_only_that_node() {
     let (mut a, ea, mut b, eb) = pair();
     let id = add(&mut a, &ea, "t");
     ea.advance(1);
-    api::edit_task(&mut a, &ea, &EditTask { id: id.clone(), title: Some("old edit".into()), ..Default::default() }).unwrap();
+    api::edit_task(
+        &mut a,
+        &ea,
+        &EditTask {
+            id: id.clone(),
+            title: Some("old edit".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let ops = all_ops(&a);
     // Deliver newest first, then the rest: the late older ops re-fold the node.
     let (last, rest) = ops.split_last().unwrap();
@@ -248,7 +370,16 @@ fn rebuild_reproduces_digest() {
     let (mut a, ea, _b, _eb) = pair();
     let id = add(&mut a, &ea, "t");
     api::log(&mut a, &ea, &id, "note").unwrap();
-    api::context(&mut a, &ea, &ContextEdit { id, body: Some("x\n".into()), ..Default::default() }).unwrap();
+    api::context(
+        &mut a,
+        &ea,
+        &ContextEdit {
+            id,
+            body: Some("x\n".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let (before, after) = a.doctor().unwrap();
     assert_eq!(before, after);
     assert_eq!(model::search(&a, &ea, "note", 10).unwrap().len(), 1);
