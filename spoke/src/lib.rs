@@ -17,6 +17,7 @@ pub mod recur;
 pub mod replica;
 pub mod rpc;
 pub mod schema;
+pub mod sync;
 pub mod taskwarrior;
 
 #[cfg(feature = "native")]
@@ -28,3 +29,7 @@ pub use env::{Env, TestEnv};
 pub use error::SpokeError;
 pub use replica::{ApplyReport, Replica, StoredOp, SyncCursor};
 
+#[cfg(feature = "native")]
+pub mod selfupdate;
+#[cfg(feature = "native")]
+pub mod service;
