@@ -560,24 +560,24 @@ async fn heads(state: &HubState, headers: &HeaderMap) -> Resp {
     r
 }
 
-fn parse_origin(s: &str) -> Result<Origin, Resp> {
+fn parse_origin(s: &str) -> Result<Origin, String> {
     s.parse::<Origin>()
-        .map_err(|e| bad_request(format!("invalid origin in URL: {e}")))
+        .map_err(|e| format!("invalid origin: {e}"))
 }
 
-fn parse_seq(name: &str, s: &str) -> Result<u64, Resp> {
+fn parse_seq(name: &str, s: &str) -> Result<u64, String> {
     s.parse::<u64>().map_err(|_| {
-        bad_request(format!(
+        format!(
             "invalid {name} {:?}: expected a decimal unsigned 64-bit integer",
             s.chars().take(40).collect::<String>()
-        ))
+        )
     })
 }
 
 async fn list(state: &HubState, origin: &str, params: &[(String, String)]) -> Resp {
     let origin = match parse_origin(origin) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(m) => return bad_request(m),
     };
     let mut after = 0;
     let mut limit = 1000usize;
@@ -585,7 +585,7 @@ async fn list(state: &HubState, origin: &str, params: &[(String, String)]) -> Re
         match k.as_str() {
             "after" => match parse_seq("after", v) {
                 Ok(a) => after = a,
-                Err(r) => return r,
+                Err(m) => return bad_request(m),
             },
             "limit" => match v.parse::<usize>() {
                 Ok(l) if l >= 1 => limit = l.min(1000),
@@ -718,11 +718,11 @@ where
 {
     let origin = match parse_origin(origin) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(m) => return bad_request(m),
     };
     let first_seq = match parse_seq("first_seq", seq) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(m) => return bad_request(m),
     };
     let max = state.log.options().limits.max_segment_bytes;
     let claimed: SegmentId = match req
@@ -879,17 +879,17 @@ async fn stream(state: &Arc<HubState>, params: &[(String, String)]) -> Resp {
                 };
                 let o = match parse_origin(o) {
                     Ok(o) => o,
-                    Err(r) => return r,
+                    Err(m) => return bad_request(m),
                 };
                 let s = match parse_seq("after seq", s) {
                     Ok(s) => s,
-                    Err(r) => return r,
+                    Err(m) => return bad_request(m),
                 };
                 after.insert(o, s);
             }
             "origin" => match parse_origin(v) {
                 Ok(o) => only.push(o),
-                Err(r) => return r,
+                Err(m) => return bad_request(m),
             },
             other => return bad_request(format!("unknown query parameter {other:?}")),
         }
