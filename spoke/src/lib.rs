@@ -21,6 +21,8 @@ pub mod sync;
 pub mod taskwarrior;
 
 #[cfg(feature = "native")]
+pub mod auth;
+#[cfg(feature = "native")]
 pub mod cli;
 
 #[cfg(feature = "native")]

@@ -291,6 +291,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Log in to the hub (device code), log out, or show who this device is: heph auth login|logout|whoami.
+    Auth(crate::auth::cli::AuthArgs),
 }
 
 /// `heph project …`.
@@ -411,6 +413,7 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
     };
     let style = o.style.clone();
     match command {
+        Command::Auth(_) => bail!("heph auth does not use the task store; it runs from heph's main"),
         Command::Task {
             title,
             project,
@@ -711,6 +714,9 @@ fn use_color(choice: ColorChoice) -> bool {
 
 fn run(cli: Cli) -> Result<String> {
     let dir = data_dir(cli.data_dir)?;
+    if let Command::Auth(args) = cli.command {
+        return crate::auth::cli::run(args, &dir);
+    }
     let replica = open_store(&dir)?;
     let env = SystemEnv;
     let style = Style {

@@ -1,0 +1,192 @@
+//! [`AuthSession`]: the bearer-token source for the sync client. Hands out the stored access token,
+//! refreshes it (refresh_token grant) shortly before it expires or after the hub refused it, saves the
+//! new tokens, and records `auth_failure` when the refresh fails.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::{AuthError, TokenSet, TokenStore, device, now_secs};
+
+/// Seconds before `expires_at` at which the access token is refreshed.
+pub const REFRESH_SKEW_SECS: u64 = 60;
+
+/// What the session knows about its tokens (shown by `heph sync --status` / `heph auth whoami`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuthState {
+    /// Nothing loaded yet.
+    Unknown,
+    /// No tokens stored for this hub.
+    NotLoggedIn,
+    /// A usable access token.
+    Ok {
+        /// When it expires (seconds since the Unix epoch), if known.
+        expires_at: Option<u64>,
+    },
+    /// The token expired and could not be refreshed; `heph auth login` is needed.
+    AuthFailure {
+        /// Why (never a token).
+        reason: String,
+    },
+}
+
+#[derive(Debug)]
+struct Inner {
+    loaded: bool,
+    tokens: Option<TokenSet>,
+    stale: bool,
+    state: AuthState,
+}
+
+/// Bearer tokens for one hub, from a [`TokenStore`]. Implements the sync client's `TokenProvider`.
+#[derive(Debug)]
+pub struct AuthSession {
+    store: TokenStore,
+    ca_file: Option<PathBuf>,
+    inner: Mutex<Inner>,
+}
+
+enum Next {
+    Use(Option<String>),
+    Refresh(TokenSet),
+}
+
+impl AuthSession {
+    /// A session over `store`; `ca_file` is trusted for HTTPS to the IdP.
+    pub fn new(store: TokenStore, ca_file: Option<PathBuf>) -> AuthSession {
+        AuthSession {
+            store,
+            ca_file,
+            inner: Mutex::new(Inner { loaded: false, tokens: None, stale: false, state: AuthState::Unknown }),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> AuthState {
+        self.lock().state.clone()
+    }
+
+    /// The stored token set (after the first `bearer` call or [`AuthSession::reload`]).
+    pub fn tokens(&self) -> Option<TokenSet> {
+        self.lock().tokens.clone()
+    }
+
+    /// Re-read the store (e.g. after `heph auth login` in another process).
+    pub fn reload(&self) -> Result<(), AuthError> {
+        let tokens = self.store.load()?;
+        let mut g = self.lock();
+        g.state = match &tokens {
+            None => AuthState::NotLoggedIn,
+            Some(t) => AuthState::Ok { expires_at: t.expires_at },
+        };
+        g.tokens = tokens;
+        g.loaded = true;
+        g.stale = false;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next(&self) -> Result<Next, AuthError> {
+        if !self.lock().loaded {
+            if let Err(e) = self.reload() {
+                self.lock().state = AuthState::AuthFailure { reason: e.to_string() };
+                return Err(e);
+            }
+        }
+        let g = self.lock();
+        let Some(t) = &g.tokens else { return Ok(Next::Use(None)) };
+        let expiring = t.expires_at.is_some_and(|e| e <= now_secs() + REFRESH_SKEW_SECS);
+        if expiring || g.stale { Ok(Next::Refresh(t.clone())) } else { Ok(Next::Use(Some(t.access_token.clone()))) }
+    }
+
+    fn finish_refresh(&self, result: Result<TokenSet, AuthError>) -> Result<Option<String>, AuthError> {
+        match result {
+            Ok(new) => {
+                if let Err(e) = self.store.save(&new) {
+                    // The new token is still used for this process; the next start refreshes again.
+                    tracing::warn!(error = %e, "auth: refreshed tokens could not be saved");
+                }
+                let mut g = self.lock();
+                g.state = AuthState::Ok { expires_at: new.expires_at };
+                let access = new.access_token.clone();
+                g.tokens = Some(new);
+                g.stale = false;
+                Ok(Some(access))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "auth: token refresh failed");
+                self.lock().state = AuthState::AuthFailure { reason: e.to_string() };
+                Err(e)
+            }
+        }
+    }
+
+    /// The access token to send (refreshing first when it is about to expire); `Ok(None)` when no tokens
+    /// are stored (a dev-mode hub needs none).
+    pub async fn bearer_async(&self) -> Result<Option<String>, AuthError> {
+        match self.next()? {
+            Next::Use(t) => Ok(t),
+            Next::Refresh(tokens) => {
+                let http = super::http::idp_client(self.ca_file.as_deref())?;
+                let r = device::refresh(&http, &tokens).await;
+                self.finish_refresh(r)
+            }
+        }
+    }
+
+    /// Same as [`AuthSession::bearer_async`] for synchronous callers (also from inside an async runtime):
+    /// a refresh runs on a helper thread with its own small runtime, and this call waits for it.
+    pub fn bearer_blocking(&self) -> Result<Option<String>, AuthError> {
+        match self.next()? {
+            Next::Use(t) => Ok(t),
+            Next::Refresh(tokens) => {
+                let ca = self.ca_file.clone();
+                let r = std::thread::scope(|s| {
+                    s.spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .map_err(|e| AuthError::RefreshFailed(format!("cannot start a runtime: {e}")))?;
+                        rt.block_on(async {
+                            let http = super::http::idp_client(ca.as_deref())?;
+                            device::refresh(&http, &tokens).await
+                        })
+                    })
+                    .join()
+                    .unwrap_or_else(|_| Err(AuthError::RefreshFailed("the refresh thread panicked".into())))
+                });
+                self.finish_refresh(r)
+            }
+        }
+    }
+
+    /// The hub refused the last token: refresh before the next use.
+    pub fn mark_rejected(&self) {
+        self.lock().stale = true;
+    }
+}
+
+impl crate::sync::TokenProvider for AuthSession {
+    fn bearer(&self) -> Result<Option<String>, String> {
+        self.bearer_blocking().map_err(|e| e.to_string())
+    }
+
+    fn rejected(&self) {
+        self.mark_rejected();
+    }
+}
+
+/// `true` when an interactive re-login may be offered: `HEPH_NO_AUTO_RELOGIN` is not `1` and stdin and
+/// stderr are terminals.
+pub fn auto_relogin_allowed() -> bool {
+    use std::io::IsTerminal;
+    std::env::var("HEPH_NO_AUTO_RELOGIN").as_deref() != Ok("1")
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+}
