@@ -24,6 +24,8 @@ pub mod taskwarrior;
 pub mod auth;
 #[cfg(feature = "native")]
 pub mod cli;
+#[cfg(feature = "native")]
+pub mod daemon;
 
 #[cfg(feature = "native")]
 pub use env::SystemEnv;

@@ -20,6 +20,9 @@ struct Cli {
     mode: Mode,
     #[command(flatten)]
     hub: heph_hub::args::HubArgs,
+    /// `--mode local` flags (`--socket`, `--owner-id`, `--oidc-*` are shared with the server flags).
+    #[command(flatten)]
+    local: heph_spoke::daemon::LocalArgs,
 }
 
 fn main() {
@@ -46,6 +49,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(heph_hub::args::serve(cli.hub))?;
             Ok(())
         }
-        Mode::Local => anyhow::bail!("--mode local is not available in this build yet"),
+        Mode::Local => {
+            let shared = heph_spoke::daemon::SharedFlags {
+                socket: cli.hub.socket,
+                owner_id: cli.hub.owner_id,
+                oidc_issuer: cli.hub.oidc_issuer,
+                oidc_client_id: cli.hub.oidc_client_id,
+            };
+            heph_spoke::daemon::run_local(cli.local, shared)
+        }
     }
 }

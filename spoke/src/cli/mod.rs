@@ -293,6 +293,8 @@ pub enum Command {
     },
     /// Log in to the hub (device code), log out, or show who this device is: heph auth login|logout|whoami.
     Auth(crate::auth::cli::AuthArgs),
+    /// Sync with the hub now, set and remember the hub (--hub-url URL), or show the sync status (--status [--json]).
+    Sync(crate::daemon::cli::SyncArgs),
 }
 
 /// `heph project …`.
@@ -413,6 +415,7 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
     };
     let style = o.style.clone();
     match command {
+        Command::Sync(_) => bail!("heph sync does not run through a backend; it runs from heph's main"),
         Command::Auth(_) => bail!("heph auth does not use the task store; it runs from heph's main"),
         Command::Task {
             title,
@@ -716,6 +719,17 @@ fn run(cli: Cli) -> Result<String> {
     let dir = data_dir(cli.data_dir)?;
     if let Command::Auth(args) = cli.command {
         return crate::auth::cli::run(args, &dir);
+    }
+    if let Command::Sync(args) = cli.command {
+        return crate::daemon::cli::run(&dir, args);
+    }
+    // The one switch point: a running daemon answers every call; without one, open the store here.
+    if let Some(mut daemon) = crate::daemon::client::DaemonBackend::connect(&dir) {
+        let style = Style {
+            color: use_color(cli.color),
+            today: crate::dates::civil_from_days(crate::dates::today(&SystemEnv)).to_string(),
+        };
+        return run_command(&mut daemon, style, cli.command);
     }
     let replica = open_store(&dir)?;
     let env = SystemEnv;
