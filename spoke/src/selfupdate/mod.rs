@@ -98,6 +98,9 @@ pub enum SelfUpdateError {
     /// The configured installer command line is invalid.
     #[error("self-update installer: {0}")]
     BadInstaller(#[from] CommandError),
+    /// The poll interval is out of range.
+    #[error("self-update interval {0} s is out of range; use 60 ..= 604800")]
+    BadInterval(u64),
     /// The running version or the required rust-version is not semver (a build problem).
     #[error("version {0:?} is not semver")]
     BadVersion(String),
@@ -113,7 +116,7 @@ impl SelfUpdateError {
             }
             SelfUpdateError::Install { .. } | SelfUpdateError::BadInstaller(_) => Stage::Install,
             SelfUpdateError::Verify { .. } => Stage::Verify,
-            SelfUpdateError::BadVersion(_) => Stage::Config,
+            SelfUpdateError::BadVersion(_) | SelfUpdateError::BadInterval(_) => Stage::Config,
         }
     }
 }
@@ -197,11 +200,14 @@ impl SelfUpdateConfig {
 /// Release tags with their versions, oldest first.
 pub type ReleaseTags = Vec<(String, semver::Version)>;
 
+/// The status file's name (in the daemon's data directory).
+pub const STATUS_FILE: &str = "self-update.json";
+
 /// Where the self-update status of the daemon that owns `db` lives: `self-update.json` beside it.
 pub fn status_path_for_db(db: &Path) -> PathBuf {
     db.parent()
         .unwrap_or_else(|| Path::new("."))
-        .join("self-update.json")
+        .join(STATUS_FILE)
 }
 
 /// The release tags in `git ls-remote --tags` output: semver tags (sorted, newest last) and the others.
@@ -468,39 +474,38 @@ pub fn spawn(
     })
 }
 
-/// The `hephd --self-update*` flags; flatten into the daemon's clap struct.
+/// The `hephd` self-update flags beyond `--self-update` and `--self-update-interval-secs` (which the hub's
+/// flag set already defines for both modes); flatten into the daemon's clap struct.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SelfUpdateArgs {
-    /// Poll the forge for newer release tags and install them (off by default).
-    #[arg(long)]
-    pub self_update: bool,
-    /// Seconds between self-update checks.
-    #[arg(long, default_value_t = crate::service::config::DEFAULT_SELF_UPDATE_INTERVAL_SECS,
-          value_parser = clap::value_parser!(u64).range(60..=604_800))]
-    pub self_update_interval_secs: u64,
-    /// The git repository whose release tags are polled.
-    #[arg(long, default_value = crate::service::config::DEFAULT_FORGE_URL)]
+    /// The git repository whose release tags `--self-update` polls.
+    #[arg(long, value_name = "URL", default_value = crate::service::config::DEFAULT_FORGE_URL)]
     pub self_update_forge_url: String,
-    /// The installer command line, run without a shell; `{url}` and `{tag}` are replaced.
-    #[arg(long, default_value = DEFAULT_INSTALLER)]
+    /// The installer command line for `--self-update`, run without a shell; `{url}` and `{tag}` are replaced.
+    #[arg(long, value_name = "CMD", default_value = DEFAULT_INSTALLER)]
     pub self_update_installer: String,
 }
 
 impl SelfUpdateArgs {
-    /// Builds the handle (always, so `/healthz` can say "disabled") and, when `--self-update` is on, starts the
-    /// loop. `db` locates the status file (see [`status_path_for_db`]).
-    pub fn start(&self, db: &Path) -> Result<SelfUpdateHandle, SelfUpdateError> {
+    /// Builds the handle (always, so `/healthz` and `heph daemon status` can say "off") and, when `enabled`,
+    /// starts the loop on a background thread that exits the process after installing a release.
+    /// The status file is `self-update.json` in `state_dir` (the data directory, or the hub's `--db` directory).
+    pub fn start(
+        &self,
+        enabled: bool,
+        interval_secs: u64,
+        state_dir: &Path,
+    ) -> Result<SelfUpdateHandle, SelfUpdateError> {
         split_command(&self.self_update_installer)?;
-        let path = status_path_for_db(db);
-        let handle = SelfUpdateHandle::new(
-            self.self_update,
-            env!("CARGO_PKG_VERSION"),
-            Some(path.clone()),
-        );
-        if self.self_update {
+        if !(60..=604_800).contains(&interval_secs) {
+            return Err(SelfUpdateError::BadInterval(interval_secs));
+        }
+        let path = state_dir.join(STATUS_FILE);
+        let handle = SelfUpdateHandle::new(enabled, env!("CARGO_PKG_VERSION"), Some(path.clone()));
+        if enabled {
             let mut cfg = SelfUpdateConfig::for_this_build(
                 self.self_update_forge_url.clone(),
-                Duration::from_secs(self.self_update_interval_secs),
+                Duration::from_secs(interval_secs),
             )?;
             cfg.installer = self.self_update_installer.clone();
             cfg.status_path = Some(path);

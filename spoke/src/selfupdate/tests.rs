@@ -381,12 +381,18 @@ fn a_bad_installer_line_is_refused_before_anything_runs() {
         Err(SelfUpdateError::BadInstaller(_))
     ));
     let args = SelfUpdateArgs {
-        self_update: true,
-        self_update_interval_secs: 600,
         self_update_forge_url: "x".into(),
         self_update_installer: "\"unclosed".into(),
     };
-    assert!(args.start(&f.path("heph.db")).is_err());
+    assert!(args.start(true, 600, f.dir.path()).is_err());
+    let args = SelfUpdateArgs {
+        self_update_forge_url: "x".into(),
+        self_update_installer: DEFAULT_INSTALLER.into(),
+    };
+    assert!(matches!(
+        args.start(true, 5, f.dir.path()),
+        Err(SelfUpdateError::BadInterval(5))
+    ));
 }
 
 #[test]
@@ -404,12 +410,10 @@ fn the_loop_records_every_check_and_hands_over_after_an_update() {
     assert!(matches!(s.last_outcome, Some(Outcome::Updated { .. })));
     // Disabled: the handle reports it, healthy, and no check is run by `start`.
     let args = SelfUpdateArgs {
-        self_update: false,
-        self_update_interval_secs: 600,
         self_update_forge_url: cfg.forge_url.clone(),
         self_update_installer: DEFAULT_INSTALLER.into(),
     };
-    let h = args.start(&f.path("off/heph.db")).expect("start");
+    let h = args.start(false, 600, &f.path("off")).expect("start");
     assert_eq!(h.healthz_json()["enabled"], false);
     assert!(h.prometheus().contains("heph_self_update_enabled 0"));
     assert!(

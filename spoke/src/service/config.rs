@@ -99,31 +99,40 @@ pub struct Config {
     pub mode: Mode,
     /// The `hephd` binary to run; default `~/.cargo/bin/hephd`.
     pub hephd: Option<PathBuf>,
-    /// Data directory; default `~/.local/share/heph`.
+    /// `--data-dir` (local mode): holds `heph.db`, `hephd.sock`, `hephd.lock`; default `~/.local/share/heph`.
     pub data_dir: Option<PathBuf>,
-    /// `--db`: the SQLite store; default `<data_dir>/heph.db`.
+    /// `--db` (server mode): the hub's database path; its embedded store lives beside it.
     pub db: Option<PathBuf>,
-    /// `--socket`: the local RPC socket; default `<data_dir>/hephd.sock`.
+    /// `--socket`: the local RPC socket; default `<data_dir>/hephd.sock` (local mode), none (server mode).
     pub socket: Option<PathBuf>,
+    /// `--ca-file` (local mode): an extra CA certificate (PEM) trusted for the hub and the IdP.
+    pub ca_file: Option<PathBuf>,
     /// `--hub-url` (local mode): the hub to sync with.
     pub hub_url: Option<String>,
     /// `--owner-id` (local mode): join this owner instead of minting one on first start.
     pub owner_id: Option<String>,
     /// `--oidc-issuer`.
     pub oidc_issuer: Option<String>,
-    /// `--oidc-client-id` (local mode).
+    /// `--oidc-client-id` (the spoke's client; on the hub, what `/config` reports).
     pub oidc_client_id: Option<String>,
     /// `--oidc-audience` (server mode).
     pub oidc_audience: Option<String>,
     /// `--authorized-sub`, repeated (server mode).
     #[serde(default)]
     pub authorized_sub: Vec<String>,
+    /// `--required-group` (server mode): a group claim every caller must have.
+    pub required_group: Option<String>,
     /// `--http-addr` (server mode), e.g. `0.0.0.0:8787`.
     pub http_addr: Option<String>,
     /// `--web-root` (server mode): the PWA's files.
     pub web_root: Option<PathBuf>,
     /// `--store` (server mode): segment store URL (`file:///…` or `s3://bucket/prefix`).
     pub store: Option<String>,
+    /// `--s3-endpoint` (server mode), e.g. `http://127.0.0.1:8333`. Keys go in `[service.env]`
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`), never on the command line.
+    pub s3_endpoint: Option<String>,
+    /// `--s3-region` (server mode).
+    pub s3_region: Option<String>,
     /// `--token-file` (local mode).
     pub token_file: Option<PathBuf>,
     /// `--token-load-cmd` (local mode): a command line run without a shell that prints the token.
@@ -255,6 +264,7 @@ impl Config {
             ("db", &self.db),
             ("socket", &self.socket),
             ("web_root", &self.web_root),
+            ("ca_file", &self.ca_file),
             ("token_file", &self.token_file),
             ("service.log_dir", &self.service.log_dir),
         ] {
@@ -268,6 +278,7 @@ impl Config {
         for (key, value) in [
             ("hub_url", &self.hub_url),
             ("oidc_issuer", &self.oidc_issuer),
+            ("s3_endpoint", &self.s3_endpoint),
         ] {
             if let Some(u) = value {
                 check_http_url(u).map_err(|m| bad(key, m))?;
@@ -290,6 +301,8 @@ impl Config {
             ("token_load_cmd", &self.token_load_cmd),
             ("token_save_cmd", &self.token_save_cmd),
             ("store", &self.store),
+            ("required_group", &self.required_group),
+            ("s3_region", &self.s3_region),
             ("self_update.installer", &self.self_update.installer),
         ] {
             if let Some(v) = value {
@@ -368,11 +381,15 @@ impl Config {
         match self.mode {
             Mode::Local => {
                 for (key, set) in [
+                    ("db", self.db.is_some()),
                     ("oidc_audience", self.oidc_audience.is_some()),
                     ("authorized_sub", !self.authorized_sub.is_empty()),
+                    ("required_group", self.required_group.is_some()),
                     ("http_addr", self.http_addr.is_some()),
                     ("web_root", self.web_root.is_some()),
                     ("store", self.store.is_some()),
+                    ("s3_endpoint", self.s3_endpoint.is_some()),
+                    ("s3_region", self.s3_region.is_some()),
                 ] {
                     if set {
                         return Err(bad(
@@ -385,8 +402,8 @@ impl Config {
             Mode::Server => {
                 for (key, set) in [
                     ("hub_url", self.hub_url.is_some()),
-                    ("owner_id", self.owner_id.is_some()),
-                    ("oidc_client_id", self.oidc_client_id.is_some()),
+                    ("data_dir", self.data_dir.is_some()),
+                    ("ca_file", self.ca_file.is_some()),
                     ("token_file", self.token_file.is_some()),
                     ("token_load_cmd", self.token_load_cmd.is_some()),
                     ("token_save_cmd", self.token_save_cmd.is_some()),
@@ -410,11 +427,12 @@ impl Config {
             .map_or_else(|| home.join(".local/share/heph"), |p| expand(p, home))
     }
 
-    /// The store, with `~` expanded.
+    /// The store (local: `<data_dir>/heph.db`; server: `db`, default `~/.local/share/heph/heph.db`).
     pub fn db(&self, home: &Path) -> PathBuf {
-        self.db
-            .as_deref()
-            .map_or_else(|| self.data_dir(home).join("heph.db"), |p| expand(p, home))
+        match (self.mode, &self.db) {
+            (Mode::Server, Some(p)) => expand(p, home),
+            _ => self.data_dir(home).join("heph.db"),
+        }
     }
 
     /// The socket, with `~` expanded.
@@ -457,8 +475,21 @@ impl Config {
             a.push(value);
         };
         push("--mode", self.mode.as_str().to_owned());
-        push("--db", self.db(home).to_string_lossy().into_owned());
-        push("--socket", self.socket(home).to_string_lossy().into_owned());
+        match self.mode {
+            Mode::Local => {
+                push(
+                    "--data-dir",
+                    self.data_dir(home).to_string_lossy().into_owned(),
+                );
+                push("--socket", self.socket(home).to_string_lossy().into_owned());
+            }
+            Mode::Server => {
+                push("--db", self.db(home).to_string_lossy().into_owned());
+                if let Some(v) = &self.socket {
+                    push("--socket", path(v));
+                }
+            }
+        }
         if let Some(v) = &self.http_addr {
             push("--http-addr", v.clone());
         }
@@ -468,8 +499,17 @@ impl Config {
         if let Some(v) = &self.store {
             push("--store", v.clone());
         }
+        if let Some(v) = &self.s3_endpoint {
+            push("--s3-endpoint", v.clone());
+        }
+        if let Some(v) = &self.s3_region {
+            push("--s3-region", v.clone());
+        }
         if let Some(v) = &self.hub_url {
             push("--hub-url", v.clone());
+        }
+        if let Some(v) = &self.ca_file {
+            push("--ca-file", path(v));
         }
         if let Some(v) = &self.owner_id {
             push("--owner-id", v.clone());
@@ -485,6 +525,9 @@ impl Config {
         }
         for s in &self.authorized_sub {
             push("--authorized-sub", s.clone());
+        }
+        if let Some(v) = &self.required_group {
+            push("--required-group", v.clone());
         }
         if let Some(v) = &self.token_file {
             push("--token-file", path(v));

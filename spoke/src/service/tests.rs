@@ -45,6 +45,10 @@ store = "s3://heph-segments/prod"
 oidc_issuer = "https://authentik.ops.eblu.me/application/o/heph/"
 oidc_audience = "heph"
 authorized_sub = ["owner-sub", "agents-sub"]
+required_group = "admins"
+oidc_client_id = "heph"
+s3_endpoint = "http://127.0.0.1:8333"
+s3_region = "us-east-1"
 [self_update]
 enabled = true
 "#;
@@ -64,7 +68,7 @@ fn full_configs_parse_and_render_every_flag() {
     let joined = args.join(" ");
     for needle in [
         "--mode local",
-        "--db /home/owner/.local/share/heph/heph.db",
+        "--data-dir /home/owner/.local/share/heph",
         "--socket /home/owner/.local/share/heph/hephd.sock",
         "--hub-url https://heph.ops.eblu.me",
         "--owner-id 01J9ZQ4V8W6Y7X5T3R2Q1P0N9M",
@@ -88,7 +92,9 @@ fn full_configs_parse_and_render_every_flag() {
         "--web-root /home/owner/.local/share/heph/web",
         "--store s3://heph-segments/prod",
         "--oidc-audience heph",
-        "--authorized-sub owner-sub --authorized-sub agents-sub",
+        "--authorized-sub owner-sub --authorized-sub agents-sub --required-group admins",
+        "--s3-endpoint http://127.0.0.1:8333 --s3-region us-east-1",
+        "--oidc-client-id heph",
         "--self-update --self-update-interval-secs 600",
     ] {
         assert!(joined.contains(needle), "missing {needle:?} in {joined}");
@@ -105,8 +111,8 @@ fn empty_config_is_a_plain_local_spoke_without_self_update() {
         [
             "--mode",
             "local",
-            "--db",
-            "/home/owner/.local/share/heph/heph.db",
+            "--data-dir",
+            "/home/owner/.local/share/heph",
             "--socket",
             "/home/owner/.local/share/heph/hephd.sock"
         ]
@@ -188,6 +194,12 @@ fn bad_values_are_rejected_with_the_key() {
     expect_invalid("http_addr = \"0.0.0.0:8787\"\n", "http_addr");
     expect_invalid("mode = \"server\"\nhttp_addr = \"nowhere\"\n", "http_addr");
     expect_invalid("mode = \"server\"\nhub_url = \"https://x\"\n", "hub_url");
+    expect_invalid("db = \"/x/heph.db\"\n", "db");
+    expect_invalid("mode = \"server\"\ndata_dir = \"/x\"\n", "data_dir");
+    expect_invalid(
+        "mode = \"server\"\ns3_endpoint = \"s3.example\"\n",
+        "s3_endpoint",
+    );
     expect_invalid("extra_args = [\"a\\nb\"]\n", "extra_args");
 }
 
