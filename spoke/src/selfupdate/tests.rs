@@ -254,7 +254,7 @@ fn an_old_toolchain_fails_loudly_and_installs_nothing() {
         !f.path("installer-args").exists(),
         "the installer never ran"
     );
-    assert_eq!(f.read("hephd").contains("0.1.0"), true, "binary untouched");
+    assert!(f.read("hephd").contains("0.1.0"), "binary untouched");
 
     // The failure is visible three ways: status file, healthz JSON, metrics.
     let status = SelfUpdateStatus::load(&f.path("self-update.json")).expect("status file");
