@@ -295,6 +295,8 @@ pub enum Command {
     Auth(crate::auth::cli::AuthArgs),
     /// Sync with the hub now, set and remember the hub (--hub-url URL), or show the sync status (--status [--json]).
     Sync(crate::daemon::cli::SyncArgs),
+    /// Manage the background daemon from ~/.config/heph/config.toml: install|start|stop|restart|status|uninstall|render.
+    Daemon(crate::service::cli::DaemonArgs),
 }
 
 /// `heph project …`.
@@ -417,6 +419,7 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
     match command {
         Command::Sync(_) => bail!("heph sync does not run through a backend; it runs from heph's main"),
         Command::Auth(_) => bail!("heph auth does not use the task store; it runs from heph's main"),
+        Command::Daemon(_) => bail!("heph daemon does not use the task store; it runs from heph's main"),
         Command::Task {
             title,
             project,
@@ -722,6 +725,10 @@ fn run(cli: Cli) -> Result<String> {
     }
     if let Command::Sync(args) = cli.command {
         return crate::daemon::cli::run(&dir, args);
+    }
+    if let Command::Daemon(args) = cli.command {
+        crate::service::cli::run(&args)?;
+        return Ok(String::new());
     }
     // The one switch point: a running daemon answers every call; without one, open the store here.
     if let Some(mut daemon) = crate::daemon::client::DaemonBackend::connect(&dir) {
