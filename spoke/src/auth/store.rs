@@ -384,4 +384,82 @@ mod tests {
         assert!(split_command("x", "unterminated 'quote").is_err());
         assert!(split_command("x", "   ").is_err());
     }
+
+    fn sample() -> TokenSet {
+        TokenSet {
+            version: 1,
+            hub_url: "https://heph.example".into(),
+            issuer: "https://idp.example/".into(),
+            client_id: "heph".into(),
+            token_endpoint: "https://idp.example/token".into(),
+            access_token: "SECRET-ACCESS".into(),
+            expires_at: Some(1),
+            refresh_token: Some("SECRET-REFRESH".into()),
+            id_token: None,
+            scope: None,
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_round_trip_is_private_and_loose_or_garbage_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = TokenStore::from_flags(dir.path(), "HTTPS://Heph.Example:443/", None, None, None).expect("store");
+        assert_eq!(store.load().expect("load"), None);
+        store.save(&sample()).expect("save");
+        let TokenStore::File(path) = &store else { panic!("file store expected") };
+        let mode = std::fs::metadata(path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = std::fs::metadata(path.parent().expect("dir")).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(dmode, 0o700);
+        assert_eq!(store.load().expect("load"), Some(sample()));
+        // Same hub spelled differently: same file.
+        let again = TokenStore::from_flags(dir.path(), "https://heph.example", None, None, None).expect("store");
+        assert_eq!(again, store);
+
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = store.load().expect_err("loose permissions");
+        assert!(matches!(err, AuthError::LoosePermissions { mode: 0o644, .. }), "{err:?}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::write(path, "SECRET-ACCESS not json").expect("write");
+        let err = store.load().expect_err("not json").to_string();
+        assert!(err.contains("not a heph token file") && !err.contains("SECRET"), "{err}");
+
+        assert!(store.remove().expect("remove"));
+        assert!(!store.remove().expect("remove twice"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn commands_run_without_a_shell_and_fail_clearly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let saved = dir.path().join("saved.json");
+        let save = format!("tee {}", saved.display());
+        let load = format!("cat {}", saved.display());
+        let store = TokenStore::from_flags(dir.path(), "https://h.example", None, Some(load), Some(save)).expect("store");
+        store.save(&sample()).expect("save via command");
+        assert_eq!(store.load().expect("load via command"), Some(sample()));
+
+        let cmd = |load: &str| {
+            TokenStore::from_flags(dir.path(), "https://h.example", None, Some(load.to_string()), None).expect("store")
+        };
+        // Shell syntax is not interpreted: `;` and `$(...)` are plain arguments to cat.
+        let err = cmd(&format!("cat {}; echo $(id)", saved.display())).load().expect_err("no shell").to_string();
+        assert!(err.contains("token-load-cmd") && err.contains("cat exited"), "{err}");
+        let err = cmd("false").load().expect_err("failing").to_string();
+        assert!(err.contains("false exited with"), "{err}");
+        let err = cmd("echo SECRET-GARBAGE").load().expect_err("garbage").to_string();
+        assert!(err.contains("neither") && !err.contains("SECRET"), "{err}");
+        let err = cmd("echo {\"access_token\":\"SECRET-X\"}").load().expect_err("wrong json").to_string();
+        assert!(err.contains("instead of a heph token set") && !err.contains("SECRET"), "{err}");
+        let err = cmd("/nonexistent/program").load().expect_err("missing program").to_string();
+        assert!(err.contains("cannot run"), "{err}");
+        assert!(TokenStore::from_flags(dir.path(), "https://h.example", None, Some("'unterminated".into()), None).is_err());
+        let store = TokenStore::from_flags(dir.path(), "https://h.example", None, None, Some("false".into())).expect("s");
+        let err = store.save(&sample()).expect_err("save fails").to_string();
+        assert!(err.contains("token-save-cmd") && !err.contains("SECRET"), "{err}");
+    }
 }
