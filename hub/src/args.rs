@@ -248,7 +248,7 @@ pub async fn serve(args: HubArgs) -> Result<(), ServeError> {
     let addr = listener.local_addr().unwrap_or(args.http_addr);
     tracing::info!(
         version = crate::VERSION, commit = crate::BUILD_COMMIT, %addr, store = %store_desc,
-        "hub listening on http://{addr}"
+        "hub listening on {}://{addr}", if hub.is_tls() { "https" } else { "http" }
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -21,6 +21,7 @@ pub mod relay;
 pub mod server;
 mod static_files;
 pub mod store;
+pub mod tls;
 pub mod testkit;
 
 pub use authn::{AuthError, Authenticator, Caller, DevAuthenticator};

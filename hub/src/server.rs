@@ -49,7 +49,7 @@ pub struct HubConfig {
     pub self_update: bool,
     /// Self-update poll interval in seconds.
     pub self_update_interval_secs: u64,
-    /// TLS certificate path (TLS serving is not built in yet: `run` refuses a config with TLS).
+    /// TLS certificate chain (PEM); with `tls_key`, `serve_tcp` serves HTTPS (see `crate::tls`).
     pub tls_cert: Option<PathBuf>,
     /// TLS key path.
     pub tls_key: Option<PathBuf>,
@@ -107,11 +107,9 @@ pub enum ServerError {
         /// The address asked for.
         addr: SocketAddr,
     },
-    /// TLS was asked for but this build does not serve TLS.
-    #[error(
-        "--tls-cert/--tls-key are not supported by this build yet; terminate TLS in a reverse proxy"
-    )]
-    TlsUnsupported,
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The web root is not a readable directory.
     #[error("web root {path}: {source}")]
     WebRoot {
@@ -141,14 +139,18 @@ pub struct Hub {
     state: Arc<HubState>,
     config: HubConfig,
     shutdown_tx: watch::Sender<bool>,
+    /// TLS termination (`--tls-cert`/`--tls-key`), applied by [`Hub::serve_tcp`].
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Hub {
     /// Opens the store as this hub's and prepares the state.
     pub async fn new(config: HubConfig) -> Result<Hub, ServerError> {
-        if config.tls_cert.is_some() || config.tls_key.is_some() {
-            return Err(ServerError::TlsUnsupported);
-        }
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            (None, None) => None,
+            _ => return Err(crate::tls::TlsError::Incomplete.into()),
+        };
         let web_root = match &config.web_root {
             Some(p) => Some(
                 p.canonicalize()
@@ -194,7 +196,13 @@ impl Hub {
             state,
             config,
             shutdown_tx,
+            tls,
         })
+    }
+
+    /// `true` when [`Hub::serve_tcp`] serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The shared state (for metrics and tests).
@@ -214,6 +222,10 @@ impl Hub {
         })?;
         if self.config.dev_mode && !addr.ip().is_loopback() {
             return Err(ServerError::DevModeNonLoopback { addr });
+        }
+        if let Some(tls) = &self.tls {
+            let tls = crate::tls::TlsListener::new(listener, Arc::clone(tls), self.config.header_timeout);
+            return self.serve_with(tls, shutdown).await;
         }
         self.serve_with(listener, shutdown).await
     }
@@ -295,6 +307,13 @@ impl Acceptor for TcpListener {
         // Small request/response exchanges: do not wait to coalesce.
         let _ = s.set_nodelay(true);
         Ok(s)
+    }
+}
+
+impl Acceptor for crate::tls::TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    async fn accept_io(&self) -> std::io::Result<Self::Io> {
+        self.accept().await
     }
 }
 

@@ -893,7 +893,7 @@ async fn dev_mode_refuses_non_loopback_and_tls_is_refused() {
     let e = heph_hub::run(listener, cfg, std::future::pending())
         .await
         .expect_err("tls");
-    assert!(matches!(e, heph_hub::ServerError::TlsUnsupported), "{e}");
+    assert!(matches!(e, heph_hub::ServerError::Tls(_)), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

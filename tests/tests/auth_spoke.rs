@@ -40,7 +40,9 @@ async fn start_hub(idp: &Idp) -> Hub {
     hub.oidc_issuer = Some(idp.issuer.clone());
     hub.oidc_audience = Some("heph".into());
     hub.oidc_client_id = Some("heph".into());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -55,7 +57,10 @@ async fn start_hub(idp: &Idp) -> Hub {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Hub { url: format!("http://{addr}"), stop: Some(tx) }
+    Hub {
+        url: format!("http://{addr}"),
+        stop: Some(tx),
+    }
 }
 
 async fn heads_status(hub: &Hub, token: Option<&str>) -> u16 {
@@ -67,10 +72,22 @@ async fn heads_status(hub: &Hub, token: Option<&str>) -> u16 {
 }
 
 /// Start a device login with the library API and approve it as `user` (or abort).
-async fn library_login(idp: &Idp, hub: &Hub, user: &str, abort: bool) -> Result<TokenSet, AuthError> {
+async fn library_login(
+    idp: &Idp,
+    hub: &Hub,
+    user: &str,
+    abort: bool,
+) -> Result<TokenSet, AuthError> {
     let login = device::start(&LoginOptions::new(hub.url.clone())).await?;
-    assert_eq!(login.issuer, idp.issuer, "issuer must come from the hub's /config");
-    let (uri, code, user) = (login.verification_uri.clone(), login.user_code.clone(), user.to_string());
+    assert_eq!(
+        login.issuer, idp.issuer,
+        "issuer must come from the hub's /config"
+    );
+    let (uri, code, user) = (
+        login.verification_uri.clone(),
+        login.user_code.clone(),
+        user.to_string(),
+    );
     tokio::task::block_in_place(|| idp.approve(&uri, &code, &user, abort));
     let sleep = device::tokio_sleep();
     login.finish(&|_| {}, sleep.as_ref()).await
@@ -101,7 +118,9 @@ async fn heph_auth_login_binary_end_to_end_then_hub_accepts_the_token() {
     let mut line = String::new();
     while stderr.read_line(&mut line).expect("read") > 0 {
         let t = line.trim().to_string();
-        if prev.ends_with(", open") || (uri.is_empty() && t.starts_with("http://127.0.0.1") && t.ends_with("/device")) {
+        if prev.ends_with(", open")
+            || (uri.is_empty() && t.starts_with("http://127.0.0.1") && t.ends_with("/device"))
+        {
             uri = t.clone();
         }
         if prev.starts_with("and enter the code") && !t.is_empty() {
@@ -118,31 +137,51 @@ async fn heph_auth_login_binary_end_to_end_then_hub_accepts_the_token() {
         }
         line.clear();
     }
-    assert!(!uri.is_empty() && !code.is_empty(), "no URL/code printed (uri {uri:?}, code {code:?})");
+    assert!(
+        !uri.is_empty() && !code.is_empty(),
+        "no URL/code printed (uri {uri:?}, code {code:?})"
+    );
     assert!(saw_qr, "no QR code printed");
     tokio::task::block_in_place(|| idp.approve(&uri, &code, "alice", false));
     let out = tokio::task::block_in_place(|| child.wait_with_output()).expect("wait heph");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "heph auth login failed: {stdout}");
-    assert!(stdout.contains("logged in to") && stdout.contains("alice-sub-0001"), "{stdout}");
+    assert!(
+        stdout.contains("logged in to") && stdout.contains("alice-sub-0001"),
+        "{stdout}"
+    );
 
     // whoami with another spelling of the same hub shows who approved.
     let who = Command::new(&heph)
         .arg("--data-dir")
         .arg(data.path())
-        .args(["auth", "whoami", "--json", "--hub-url", &format!("{}:80", hub.url.rsplit_once(':').expect("port").0)])
+        .args([
+            "auth",
+            "whoami",
+            "--json",
+            "--hub-url",
+            &format!("{}:80", hub.url.rsplit_once(':').expect("port").0),
+        ])
         .output()
         .expect("whoami");
     // (that URL has a different port: not logged in there)
     assert!(!who.status.success());
-    assert!(String::from_utf8_lossy(&who.stderr).contains("not logged in"), "{}", String::from_utf8_lossy(&who.stderr));
+    assert!(
+        String::from_utf8_lossy(&who.stderr).contains("not logged in"),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
     let who = Command::new(&heph)
         .arg("--data-dir")
         .arg(data.path())
         .args(["auth", "whoami", "--json", "--hub-url", &hub.url])
         .output()
         .expect("whoami");
-    assert!(who.status.success(), "{}", String::from_utf8_lossy(&who.stderr));
+    assert!(
+        who.status.success(),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&who.stdout).expect("whoami json");
     assert_eq!(v["sub"], "alice-sub-0001");
     assert_eq!(v["email"], "alice@example.test");
@@ -152,14 +191,23 @@ async fn heph_auth_login_binary_end_to_end_then_hub_accepts_the_token() {
     // The stored token works against the hub through the sync client's token API.
     let store = TokenStore::from_flags(data.path(), &hub.url, None, None, None).expect("store");
     let session = AuthSession::new(store.clone(), None);
-    let token = session.bearer_async().await.expect("bearer").expect("a token");
+    let token = session
+        .bearer_async()
+        .await
+        .expect("bearer")
+        .expect("a token");
     assert_eq!(heads_status(&hub, Some(&token)).await, 200);
     assert_eq!(heads_status(&hub, None).await, 401);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let TokenStore::File(p) = &store else { panic!("file store") };
-        assert_eq!(std::fs::metadata(p).expect("meta").permissions().mode() & 0o777, 0o600);
+        let TokenStore::File(p) = &store else {
+            panic!("file store")
+        };
+        assert_eq!(
+            std::fs::metadata(p).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     let out = Command::new(&heph)
@@ -175,32 +223,57 @@ async fn heph_auth_login_binary_end_to_end_then_hub_accepts_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_after_expiry_and_expired_refresh_is_auth_failure() {
     // Access tokens live 5 s (< the 60 s refresh skew, so every use refreshes); refresh tokens 8 s.
-    let Some(idp) = Idp::start_with(IdpOptions { access_ttl: 5, refresh_ttl: 8, ..IdpOptions::default() }) else {
+    let Some(idp) = Idp::start_with(IdpOptions {
+        access_ttl: 5,
+        refresh_ttl: 8,
+        ..IdpOptions::default()
+    }) else {
         return;
     };
     let hub = start_hub(&idp).await;
-    let tokens = library_login(&idp, &hub, "alice", false).await.expect("login");
-    assert!(tokens.refresh_token.is_some(), "offline_access must yield a refresh token");
+    let tokens = library_login(&idp, &hub, "alice", false)
+        .await
+        .expect("login");
+    assert!(
+        tokens.refresh_token.is_some(),
+        "offline_access must yield a refresh token"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let store = TokenStore::File(dir.path().join("t.json"));
     store.save(&tokens).expect("save");
 
     let session = AuthSession::new(store.clone(), None);
-    let fresh = tokio::task::block_in_place(|| session.bearer_blocking()).expect("refresh").expect("token");
+    let fresh = tokio::task::block_in_place(|| session.bearer_blocking())
+        .expect("refresh")
+        .expect("token");
     assert_ne!(fresh, tokens.access_token, "the token was not refreshed");
     assert_eq!(heads_status(&hub, Some(&fresh)).await, 200);
     assert!(matches!(session.state(), AuthState::Ok { .. }));
     let saved = store.load().expect("load").expect("saved");
-    assert_eq!(saved.access_token, fresh, "the refreshed token set was not saved");
-    assert_ne!(saved.refresh_token, tokens.refresh_token, "the rotated refresh token was not saved");
+    assert_eq!(
+        saved.access_token, fresh,
+        "the refreshed token set was not saved"
+    );
+    assert_ne!(
+        saved.refresh_token, tokens.refresh_token,
+        "the rotated refresh token was not saved"
+    );
 
     // Wait out the refresh token: refresh fails, the state says auth_failure.
     tokio::time::sleep(Duration::from_secs(9)).await;
-    let err = session.bearer_async().await.expect_err("expired refresh token");
+    let err = session
+        .bearer_async()
+        .await
+        .expect_err("expired refresh token");
     assert!(err.to_string().contains("auth_failure"), "{err}");
-    let AuthState::AuthFailure { reason } = session.state() else { panic!("state {:?}", session.state()) };
+    let AuthState::AuthFailure { reason } = session.state() else {
+        panic!("state {:?}", session.state())
+    };
     assert!(reason.contains("refused the refresh token"), "{reason}");
-    assert!(!reason.contains(saved.refresh_token.as_deref().unwrap_or("-")), "secret in the reason");
+    assert!(
+        !reason.contains(saved.refresh_token.as_deref().unwrap_or("-")),
+        "secret in the reason"
+    );
 
     // No refresh token at all (offline_access not granted) once the access token expired: auth_failure too.
     let mut no_rt = saved.clone();
@@ -215,23 +288,37 @@ async fn refresh_after_expiry_and_expired_refresh_is_auth_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_and_expired_codes_are_clear_errors() {
-    let Some(idp) = Idp::start_with(IdpOptions { device_ttl: 3, ..IdpOptions::default() }) else { return };
+    let Some(idp) = Idp::start_with(IdpOptions {
+        device_ttl: 3,
+        ..IdpOptions::default()
+    }) else {
+        return;
+    };
     let hub = start_hub(&idp).await;
-    let err = library_login(&idp, &hub, "alice", true).await.expect_err("aborted");
+    let err = library_login(&idp, &hub, "alice", true)
+        .await
+        .expect_err("aborted");
     assert!(matches!(err, AuthError::AccessDenied), "{err:?}");
     assert!(err.to_string().contains("denied"), "{err}");
 
     // Never approved: the 3 s code expires (the IdP answers expired_token, or the client's own deadline hits).
-    let login = device::start(&LoginOptions::new(hub.url.clone())).await.expect("start");
+    let login = device::start(&LoginOptions::new(hub.url.clone()))
+        .await
+        .expect("start");
     let sleep = device::tokio_sleep();
-    let err = login.finish(&|_| {}, sleep.as_ref()).await.expect_err("expired");
+    let err = login
+        .finish(&|_| {}, sleep.as_ref())
+        .await
+        .expect_err("expired");
     assert!(matches!(err, AuthError::ExpiredCode), "{err:?}");
 }
 
 /// A scripted IdP for the polling rules oidc-provider never exercises (it sends no `slow_down`).
 async fn scripted_idp(interval: Option<u64>, script: Vec<&'static str>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", l.local_addr().expect("addr"));
     let script = Arc::new(Mutex::new(script.into_iter()));
     let b = base.clone();
@@ -273,7 +360,10 @@ async fn scripted_idp(interval: Option<u64>, script: Vec<&'static str>) -> Strin
     base
 }
 
-async fn poll_with(interval: Option<u64>, script: Vec<&'static str>) -> (Result<TokenSet, AuthError>, Vec<u64>, Vec<String>) {
+async fn poll_with(
+    interval: Option<u64>,
+    script: Vec<&'static str>,
+) -> (Result<TokenSet, AuthError>, Vec<u64>, Vec<String>) {
     let base = scripted_idp(interval, script).await;
     let mut opts = LoginOptions::new("http://127.0.0.1:9");
     opts.issuer = Some(base);
@@ -297,10 +387,24 @@ async fn poll_with(interval: Option<u64>, script: Vec<&'static str>) -> (Result<
 #[tokio::test]
 async fn polling_honours_interval_default_and_slow_down() {
     // No interval in the response: 5 s; authorization_pending keeps it; slow_down adds 5 s.
-    let (r, slept, notices) = poll_with(None, vec!["authorization_pending", "slow_down", "authorization_pending", "ok"]).await;
+    let (r, slept, notices) = poll_with(
+        None,
+        vec![
+            "authorization_pending",
+            "slow_down",
+            "authorization_pending",
+            "ok",
+        ],
+    )
+    .await;
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(slept, vec![5, 10, 10]);
-    assert!(notices.iter().any(|n| n.contains("slow down") && n.contains("10 s")), "{notices:?}");
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("slow down") && n.contains("10 s")),
+        "{notices:?}"
+    );
     // An explicit interval is used as given.
     let (r, slept, _) = poll_with(Some(7), vec!["authorization_pending", "ok"]).await;
     assert!(r.is_ok(), "{r:?}");
@@ -311,5 +415,8 @@ async fn polling_honours_interval_default_and_slow_down() {
     let (r, _, _) = poll_with(None, vec!["expired_token"]).await;
     assert!(matches!(r, Err(AuthError::ExpiredCode)), "{r:?}");
     let (r, _, _) = poll_with(None, vec!["invalid_client"]).await;
-    assert!(matches!(&r, Err(AuthError::Token(m)) if m.contains("invalid_client")), "{r:?}");
+    assert!(
+        matches!(&r, Err(AuthError::Token(m)) if m.contains("invalid_client")),
+        "{r:?}"
+    );
 }

@@ -97,16 +97,24 @@ pub fn run(args: AuthArgs, data_dir: &Path) -> Result<String> {
             let store = a.store(data_dir)?;
             let removed = store.remove()?;
             Ok(if removed {
-                format!("logged out of {} (removed {})\n", a.hub_url, store.describe())
+                format!(
+                    "logged out of {} (removed {})\n",
+                    a.hub_url,
+                    store.describe()
+                )
             } else {
-                format!("no stored tokens for {} ({})\n", a.hub_url, store.describe())
+                format!(
+                    "no stored tokens for {} ({})\n",
+                    a.hub_url,
+                    store.describe()
+                )
             })
         }
         AuthCommand::Whoami(a) => {
             let store = a.store.store(data_dir)?;
-            let tokens = store
-                .load()?
-                .ok_or_else(|| super::AuthError::NotLoggedIn { hub: a.store.hub_url.clone() })?;
+            let tokens = store.load()?.ok_or_else(|| super::AuthError::NotLoggedIn {
+                hub: a.store.hub_url.clone(),
+            })?;
             let info = whoami(&tokens);
             if a.json {
                 Ok(format!("{}\n", serde_json::to_string_pretty(&info)?))
@@ -125,7 +133,10 @@ pub fn login(a: &LoginArgs, data_dir: &Path) -> Result<String> {
     opts.client_id = a.client_id.clone();
     opts.no_browser = a.no_browser;
     opts.ca_file = a.store.ca_file.clone();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")?;
     let tokens = rt.block_on(async {
         let login = device::start(&opts).await?;
         let mut err = std::io::stderr();
@@ -142,7 +153,11 @@ pub fn login(a: &LoginArgs, data_dir: &Path) -> Result<String> {
     store.save(&tokens)?;
     let info = whoami(&tokens);
     let who = info["sub"].as_str().unwrap_or("?");
-    let extra = [info["name"].as_str(), info["email"].as_str()].into_iter().flatten().collect::<Vec<_>>().join(", ");
+    let extra = [info["name"].as_str(), info["email"].as_str()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut out = format!("logged in to {} as {who}", tokens.hub_url);
     if !extra.is_empty() {
         out.push_str(&format!(" ({extra})"));
@@ -158,9 +173,18 @@ pub fn login(a: &LoginArgs, data_dir: &Path) -> Result<String> {
 /// The identity facts of a token set: ID-token claims (who approved the login), groups and expiry from the
 /// access token. Claims are decoded without verification (the hub verifies; this is display only).
 pub fn whoami(t: &TokenSet) -> Value {
-    let id = t.id_token.as_deref().and_then(unverified_claims).unwrap_or_default();
+    let id = t
+        .id_token
+        .as_deref()
+        .and_then(unverified_claims)
+        .unwrap_or_default();
     let at = unverified_claims(&t.access_token).unwrap_or_default();
-    let pick = |k: &str| id.get(k).or_else(|| at.get(k)).cloned().unwrap_or(Value::Null);
+    let pick = |k: &str| {
+        id.get(k)
+            .or_else(|| at.get(k))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     let now = now_secs();
     json!({
         "hub_url": t.hub_url,
@@ -178,17 +202,30 @@ pub fn whoami(t: &TokenSet) -> Value {
 }
 
 fn render_whoami(v: &Value) -> String {
-    let s = |k: &str| v[k].as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let s = |k: &str| {
+        v[k].as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| "-".into())
+    };
     let groups = v["groups"]
         .as_array()
-        .map(|a| a.iter().filter_map(|g| g.as_str()).collect::<Vec<_>>().join(", "))
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .filter(|g| !g.is_empty())
         .unwrap_or_else(|| "-".into());
     let expiry = match v["access_token_expires_at"].as_u64() {
         Some(e) => {
             let now = now_secs();
             let when = crate::cli::format_ms((e as i64) * 1000);
-            if e > now { format!("{when} (in {})", human_secs(e - now)) } else { format!("{when} (expired)") }
+            if e > now {
+                format!("{when} (in {})", human_secs(e - now))
+            } else {
+                format!("{when} (expired)")
+            }
         }
         None => "unknown".into(),
     };
@@ -199,7 +236,11 @@ fn render_whoami(v: &Value) -> String {
         s("sub"),
         s("name"),
         s("email"),
-        if v["refresh_token"].as_bool() == Some(true) { "yes" } else { "no (log in again when it expires)" }
+        if v["refresh_token"].as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no (log in again when it expires)"
+        }
     )
 }
 

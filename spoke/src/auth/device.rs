@@ -8,13 +8,15 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use openidconnect::core::{
-    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod, CoreDeviceAuthorizationResponse,
-    CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
-    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
+    CoreDeviceAuthorizationResponse, CoreGrantType, CoreJsonWebKey,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode,
+    CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthType, ClientId, DeviceAuthorizationUrl, DeviceCodeErrorResponseType, IssuerUrl,
-    JsonWebKeySet, Nonce, OAuth2TokenResponse, ProviderMetadata, RefreshToken, RequestTokenError, Scope, TokenUrl,
+    AdditionalProviderMetadata, AuthType, ClientId, DeviceAuthorizationUrl,
+    DeviceCodeErrorResponseType, IssuerUrl, JsonWebKeySet, Nonce, OAuth2TokenResponse,
+    ProviderMetadata, RefreshToken, RequestTokenError, Scope, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +62,10 @@ pub struct LoginOptions {
 impl LoginOptions {
     /// Options for `hub_url` with everything else defaulted.
     pub fn new(hub_url: impl Into<String>) -> LoginOptions {
-        LoginOptions { hub_url: hub_url.into(), ..LoginOptions::default() }
+        LoginOptions {
+            hub_url: hub_url.into(),
+            ..LoginOptions::default()
+        }
     }
 }
 
@@ -78,14 +83,22 @@ pub struct HubPublicConfig {
 }
 
 /// Read the hub's `/config`.
-pub async fn hub_config(http: &reqwest::Client, hub_url: &str) -> Result<HubPublicConfig, AuthError> {
+pub async fn hub_config(
+    http: &reqwest::Client,
+    hub_url: &str,
+) -> Result<HubPublicConfig, AuthError> {
     let url = format!("{}/config", normalise_hub_url(hub_url)?);
-    let err = |message: String| AuthError::HubConfig { url: url.clone(), message };
+    let err = |message: String| AuthError::HubConfig {
+        url: url.clone(),
+        message,
+    };
     let resp = http.get(&url).send().await.map_err(|e| err(chain(&e)))?;
     if !resp.status().is_success() {
         return Err(err(format!("HTTP {}", resp.status())));
     }
-    resp.json::<HubPublicConfig>().await.map_err(|e| err(format!("not the hub's JSON config: {e}")))
+    resp.json::<HubPublicConfig>()
+        .await
+        .map_err(|e| err(format!("not the hub's JSON config: {e}")))
 }
 
 /// A sleep function for polling (tests pass one that records the intervals instead of waiting).
@@ -134,35 +147,59 @@ pub async fn start(opts: &LoginOptions) -> Result<DeviceLogin, AuthError> {
                     "the hub at {hub_url} has no OIDC issuer (dev mode needs no login); pass --issuer to override"
                 ))
             })?;
-            let client_id = opts.client_id.clone().or(cfg.client_id).or(cfg.audience).ok_or_else(|| {
-                AuthError::MissingSetting(format!("the hub at {hub_url} names no client id; pass --client-id"))
-            })?;
+            let client_id = opts
+                .client_id
+                .clone()
+                .or(cfg.client_id)
+                .or(cfg.audience)
+                .ok_or_else(|| {
+                    AuthError::MissingSetting(format!(
+                        "the hub at {hub_url} names no client id; pass --client-id"
+                    ))
+                })?;
             (issuer, client_id)
         }
     };
-    let disc_err = |message: String| AuthError::Discovery { issuer: issuer.clone(), message };
+    let disc_err = |message: String| AuthError::Discovery {
+        issuer: issuer.clone(),
+        message,
+    };
     let issuer_url = IssuerUrl::new(issuer.clone()).map_err(|e| disc_err(e.to_string()))?;
-    let metadata = DeviceProviderMetadata::discover_async(issuer_url, &http).await.map_err(|e| disc_err(chain(&e)))?;
+    let metadata = DeviceProviderMetadata::discover_async(issuer_url, &http)
+        .await
+        .map_err(|e| disc_err(chain(&e)))?;
     let device_url = metadata
         .additional_metadata()
         .device_authorization_endpoint
         .clone()
-        .ok_or_else(|| disc_err("the IdP has no device_authorization_endpoint (device flow not enabled)".into()))?;
-    let client = CoreClient::from_provider_metadata(metadata.clone(), ClientId::new(client_id.clone()), None)
-        .set_device_authorization_url(device_url)
-        .set_auth_type(AuthType::RequestBody);
+        .ok_or_else(|| {
+            disc_err(
+                "the IdP has no device_authorization_endpoint (device flow not enabled)".into(),
+            )
+        })?;
+    let client = CoreClient::from_provider_metadata(
+        metadata.clone(),
+        ClientId::new(client_id.clone()),
+        None,
+    )
+    .set_device_authorization_url(device_url)
+    .set_auth_type(AuthType::RequestBody);
     let mut req = client.exchange_device_code();
     for s in SCOPES.iter().filter(|s| **s != "openid") {
         req = req.add_scope(Scope::new((*s).to_string()));
     }
-    let details: CoreDeviceAuthorizationResponse =
-        req.request_async(&http).await.map_err(|e| AuthError::DeviceAuthorization(request_error(&e)))?;
+    let details: CoreDeviceAuthorizationResponse = req
+        .request_async(&http)
+        .await
+        .map_err(|e| AuthError::DeviceAuthorization(request_error(&e)))?;
     Ok(DeviceLogin {
         hub_url,
         issuer,
         client_id,
         verification_uri: details.verification_uri().url().to_string(),
-        verification_uri_complete: details.verification_uri_complete().map(|u| u.secret().to_string()),
+        verification_uri_complete: details
+            .verification_uri_complete()
+            .map(|u| u.secret().to_string()),
         user_code: details.user_code().secret().to_string(),
         expires_in: details.expires_in().as_secs(),
         interval: details.interval(),
@@ -175,9 +212,15 @@ pub async fn start(opts: &LoginOptions) -> Result<DeviceLogin, AuthError> {
 impl DeviceLogin {
     /// The instructions for the person logging in: URL, code and a terminal QR code of the complete URL.
     pub fn instructions(&self) -> String {
-        let target = self.verification_uri_complete.as_deref().unwrap_or(&self.verification_uri);
+        let target = self
+            .verification_uri_complete
+            .as_deref()
+            .unwrap_or(&self.verification_uri);
         let mut s = String::new();
-        s.push_str(&format!("To log in to {}, open\n\n    {}\n\n", self.hub_url, self.verification_uri));
+        s.push_str(&format!(
+            "To log in to {}, open\n\n    {}\n\n",
+            self.hub_url, self.verification_uri
+        ));
         s.push_str(&format!("and enter the code\n\n    {}\n\n", self.user_code));
         if let Some(c) = &self.verification_uri_complete {
             s.push_str(&format!("(or open {c})\n"));
@@ -196,8 +239,15 @@ impl DeviceLogin {
 
     /// Try to open the browser at the verification page (no shell: `xdg-open`/`open` with one argument).
     pub fn open_browser(&self) -> bool {
-        let target = self.verification_uri_complete.as_deref().unwrap_or(&self.verification_uri);
-        let program = if cfg!(target_os = "macos") { "open" } else { "xdg-open" };
+        let target = self
+            .verification_uri_complete
+            .as_deref()
+            .unwrap_or(&self.verification_uri);
+        let program = if cfg!(target_os = "macos") {
+            "open"
+        } else {
+            "xdg-open"
+        };
         std::process::Command::new(program)
             .arg(target)
             .stdin(std::process::Stdio::null())
@@ -209,27 +259,44 @@ impl DeviceLogin {
 
     /// Poll the token endpoint until the login is approved, denied or expired; verify the ID token.
     /// `notice` receives progress messages (interval changes); `sleep` waits between polls.
-    pub async fn finish(self, notice: &(dyn Fn(&str) + Send + Sync), sleep: &Sleeper) -> Result<TokenSet, AuthError> {
-        let device_url = self.metadata.additional_metadata().device_authorization_endpoint.clone();
+    pub async fn finish(
+        self,
+        notice: &(dyn Fn(&str) + Send + Sync),
+        sleep: &Sleeper,
+    ) -> Result<TokenSet, AuthError> {
+        let device_url = self
+            .metadata
+            .additional_metadata()
+            .device_authorization_endpoint
+            .clone();
         let token_endpoint = self
             .metadata
             .token_endpoint()
             .map(|t| t.url().to_string())
-            .ok_or_else(|| AuthError::Discovery { issuer: self.issuer.clone(), message: "no token_endpoint".into() })?;
+            .ok_or_else(|| AuthError::Discovery {
+                issuer: self.issuer.clone(),
+                message: "no token_endpoint".into(),
+            })?;
         let device_url = device_url.ok_or_else(|| AuthError::Discovery {
             issuer: self.issuer.clone(),
             message: "no device_authorization_endpoint".into(),
         })?;
-        let client =
-            CoreClient::from_provider_metadata(self.metadata.clone(), ClientId::new(self.client_id.clone()), None)
-                .set_device_authorization_url(device_url)
-                .set_auth_type(AuthType::RequestBody);
+        let client = CoreClient::from_provider_metadata(
+            self.metadata.clone(),
+            ClientId::new(self.client_id.clone()),
+            None,
+        )
+        .set_device_authorization_url(device_url)
+        .set_auth_type(AuthType::RequestBody);
         let last = std::sync::Mutex::new(self.interval);
         let sleep_fn = |d: Duration| {
             if let Ok(mut l) = last.lock()
                 && d > *l
             {
-                notice(&format!("the IdP asked to slow down: polling every {} s", d.as_secs()));
+                notice(&format!(
+                    "the IdP asked to slow down: polling every {} s",
+                    d.as_secs()
+                ));
                 *l = d;
             }
             sleep(d)
@@ -237,18 +304,23 @@ impl DeviceLogin {
         let request = client
             .exchange_device_access_token(&self.details)
             .map_err(|e| AuthError::Token(e.to_string()))?;
-        let token = request.request_async(&self.http, sleep_fn, None).await.map_err(|e| match &e {
-            RequestTokenError::ServerResponse(r) => match r.error() {
-                DeviceCodeErrorResponseType::AccessDenied => AuthError::AccessDenied,
-                DeviceCodeErrorResponseType::ExpiredToken => AuthError::ExpiredCode,
-                other => AuthError::Token(format!(
-                    "{}{}",
-                    other.as_ref(),
-                    r.error_description().map(|d| format!(": {d}")).unwrap_or_default()
-                )),
-            },
-            _ => AuthError::Token(request_error(&e)),
-        })?;
+        let token = request
+            .request_async(&self.http, sleep_fn, None)
+            .await
+            .map_err(|e| match &e {
+                RequestTokenError::ServerResponse(r) => match r.error() {
+                    DeviceCodeErrorResponseType::AccessDenied => AuthError::AccessDenied,
+                    DeviceCodeErrorResponseType::ExpiredToken => AuthError::ExpiredCode,
+                    other => AuthError::Token(format!(
+                        "{}{}",
+                        other.as_ref(),
+                        r.error_description()
+                            .map(|d| format!(": {d}"))
+                            .unwrap_or_default()
+                    )),
+                },
+                _ => AuthError::Token(request_error(&e)),
+            })?;
         if let Some(id) = token.extra_fields().id_token() {
             id.claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
                 .map_err(|e| AuthError::IdToken(e.to_string()))?;
@@ -266,7 +338,13 @@ impl DeviceLogin {
             id_token: token.extra_fields().id_token().map(|t| t.to_string()),
             scope: token
                 .scopes()
-                .map(|s| s.iter().map(|x| x.as_str()).filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" "))
+                .map(|s| {
+                    s.iter()
+                        .map(|x| x.as_str())
+                        .filter(|x| !x.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
                 .filter(|s| !s.is_empty()),
         })
     }
@@ -283,30 +361,50 @@ fn expiry(access_token: &str, expires_in: Option<Duration>) -> Option<u64> {
 pub async fn refresh(http: &reqwest::Client, tokens: &TokenSet) -> Result<TokenSet, AuthError> {
     let Some(rt) = &tokens.refresh_token else {
         return Err(AuthError::RefreshFailed(
-            "the access token expired and there is no refresh token (was offline_access granted?)".into(),
+            "the access token expired and there is no refresh token (was offline_access granted?)"
+                .into(),
         ));
     };
     let fail = |m: String| AuthError::RefreshFailed(m);
-    let issuer = IssuerUrl::new(tokens.issuer.clone()).map_err(|e| fail(format!("bad issuer: {e}")))?;
-    let token_url = TokenUrl::new(tokens.token_endpoint.clone()).map_err(|e| fail(format!("bad token endpoint: {e}")))?;
-    let client = CoreClient::new(ClientId::new(tokens.client_id.clone()), issuer, JsonWebKeySet::default())
-        .set_token_uri(token_url)
-        .set_auth_type(AuthType::RequestBody);
+    let issuer =
+        IssuerUrl::new(tokens.issuer.clone()).map_err(|e| fail(format!("bad issuer: {e}")))?;
+    let token_url = TokenUrl::new(tokens.token_endpoint.clone())
+        .map_err(|e| fail(format!("bad token endpoint: {e}")))?;
+    let client = CoreClient::new(
+        ClientId::new(tokens.client_id.clone()),
+        issuer,
+        JsonWebKeySet::default(),
+    )
+    .set_token_uri(token_url)
+    .set_auth_type(AuthType::RequestBody);
     let refresh_token = RefreshToken::new(rt.clone());
-    let token = client.exchange_refresh_token(&refresh_token).request_async(http).await.map_err(|e| match &e {
-        RequestTokenError::ServerResponse(r) => fail(format!(
-            "the IdP refused the refresh token ({}{})",
-            r.error().as_ref(),
-            r.error_description().map(|d| format!(": {d}")).unwrap_or_default()
-        )),
-        _ => fail(request_error(&e)),
-    })?;
+    let token = client
+        .exchange_refresh_token(&refresh_token)
+        .request_async(http)
+        .await
+        .map_err(|e| match &e {
+            RequestTokenError::ServerResponse(r) => fail(format!(
+                "the IdP refused the refresh token ({}{})",
+                r.error().as_ref(),
+                r.error_description()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            )),
+            _ => fail(request_error(&e)),
+        })?;
     let access_token = token.access_token().secret().to_string();
     Ok(TokenSet {
         expires_at: expiry(&access_token, token.expires_in()),
         access_token,
-        refresh_token: token.refresh_token().map(|r| r.secret().to_string()).or(tokens.refresh_token.clone()),
-        id_token: token.extra_fields().id_token().map(|t| t.to_string()).or(tokens.id_token.clone()),
+        refresh_token: token
+            .refresh_token()
+            .map(|r| r.secret().to_string())
+            .or(tokens.refresh_token.clone()),
+        id_token: token
+            .extra_fields()
+            .id_token()
+            .map(|t| t.to_string())
+            .or(tokens.id_token.clone()),
         ..tokens.clone()
     })
 }
@@ -323,7 +421,9 @@ pub fn qr_code(data: &str) -> Option<String> {
     )
 }
 
-fn request_error<E: std::error::Error + 'static>(e: &RequestTokenError<E, impl openidconnect::ErrorResponse + 'static>) -> String {
+fn request_error<E: std::error::Error + 'static>(
+    e: &RequestTokenError<E, impl openidconnect::ErrorResponse + 'static>,
+) -> String {
     match e {
         RequestTokenError::ServerResponse(r) => r.to_string(),
         RequestTokenError::Request(inner) => chain(inner),

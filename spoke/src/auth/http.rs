@@ -23,7 +23,10 @@ pub fn client_builder(ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, 
         let pem = std::fs::read(path)
             .map_err(|e| AuthError::Tls(format!("--ca-file {}: {e}", path.display())))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            AuthError::Tls(format!("--ca-file {}: not PEM certificates: {e}", path.display()))
+            AuthError::Tls(format!(
+                "--ca-file {}: not PEM certificates: {e}",
+                path.display()
+            ))
         })?;
         if certs.is_empty() {
             return Err(AuthError::Tls(format!(

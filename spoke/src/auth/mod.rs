@@ -57,7 +57,10 @@ impl std::fmt::Debug for TokenSet {
             .field("issuer", &self.issuer)
             .field("client_id", &self.client_id)
             .field("expires_at", &self.expires_at)
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -75,7 +78,9 @@ pub enum AuthError {
         reason: String,
     },
     /// `GET /config` on the hub failed.
-    #[error("cannot read {url}: {message} (pass --issuer and --client-id to log in without the hub)")]
+    #[error(
+        "cannot read {url}: {message} (pass --issuer and --client-id to log in without the hub)"
+    )]
     HubConfig {
         /// The config URL.
         url: String,
@@ -97,7 +102,9 @@ pub enum AuthError {
     #[error("device authorization failed: {0}")]
     DeviceAuthorization(String),
     /// The person approving the login denied it.
-    #[error("the login was denied in the browser (access_denied); run `heph auth login` again to retry")]
+    #[error(
+        "the login was denied in the browser (access_denied); run `heph auth login` again to retry"
+    )]
     AccessDenied,
     /// The user code expired before it was approved.
     #[error("the code expired before it was approved (expired_token); run `heph auth login` again")]

@@ -60,7 +60,12 @@ impl AuthSession {
         AuthSession {
             store,
             ca_file,
-            inner: Mutex::new(Inner { loaded: false, tokens: None, stale: false, state: AuthState::Unknown }),
+            inner: Mutex::new(Inner {
+                loaded: false,
+                tokens: None,
+                stale: false,
+                state: AuthState::Unknown,
+            }),
         }
     }
 
@@ -80,7 +85,9 @@ impl AuthSession {
         let mut g = self.lock();
         g.state = match &tokens {
             None => AuthState::NotLoggedIn,
-            Some(t) => AuthState::Ok { expires_at: t.expires_at },
+            Some(t) => AuthState::Ok {
+                expires_at: t.expires_at,
+            },
         };
         g.tokens = tokens;
         g.loaded = true;
@@ -95,17 +102,30 @@ impl AuthSession {
     fn next(&self) -> Result<Next, AuthError> {
         if !self.lock().loaded {
             if let Err(e) = self.reload() {
-                self.lock().state = AuthState::AuthFailure { reason: e.to_string() };
+                self.lock().state = AuthState::AuthFailure {
+                    reason: e.to_string(),
+                };
                 return Err(e);
             }
         }
         let g = self.lock();
-        let Some(t) = &g.tokens else { return Ok(Next::Use(None)) };
-        let expiring = t.expires_at.is_some_and(|e| e <= now_secs() + REFRESH_SKEW_SECS);
-        if expiring || g.stale { Ok(Next::Refresh(t.clone())) } else { Ok(Next::Use(Some(t.access_token.clone()))) }
+        let Some(t) = &g.tokens else {
+            return Ok(Next::Use(None));
+        };
+        let expiring = t
+            .expires_at
+            .is_some_and(|e| e <= now_secs() + REFRESH_SKEW_SECS);
+        if expiring || g.stale {
+            Ok(Next::Refresh(t.clone()))
+        } else {
+            Ok(Next::Use(Some(t.access_token.clone())))
+        }
     }
 
-    fn finish_refresh(&self, result: Result<TokenSet, AuthError>) -> Result<Option<String>, AuthError> {
+    fn finish_refresh(
+        &self,
+        result: Result<TokenSet, AuthError>,
+    ) -> Result<Option<String>, AuthError> {
         match result {
             Ok(new) => {
                 if let Err(e) = self.store.save(&new) {
@@ -113,7 +133,9 @@ impl AuthSession {
                     tracing::warn!(error = %e, "auth: refreshed tokens could not be saved");
                 }
                 let mut g = self.lock();
-                g.state = AuthState::Ok { expires_at: new.expires_at };
+                g.state = AuthState::Ok {
+                    expires_at: new.expires_at,
+                };
                 let access = new.access_token.clone();
                 g.tokens = Some(new);
                 g.stale = false;
@@ -121,7 +143,9 @@ impl AuthSession {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "auth: token refresh failed");
-                self.lock().state = AuthState::AuthFailure { reason: e.to_string() };
+                self.lock().state = AuthState::AuthFailure {
+                    reason: e.to_string(),
+                };
                 Err(e)
             }
         }
@@ -152,14 +176,20 @@ impl AuthSession {
                         let rt = tokio::runtime::Builder::new_current_thread()
                             .enable_all()
                             .build()
-                            .map_err(|e| AuthError::RefreshFailed(format!("cannot start a runtime: {e}")))?;
+                            .map_err(|e| {
+                                AuthError::RefreshFailed(format!("cannot start a runtime: {e}"))
+                            })?;
                         rt.block_on(async {
                             let http = super::http::idp_client(ca.as_deref())?;
                             device::refresh(&http, &tokens).await
                         })
                     })
                     .join()
-                    .unwrap_or_else(|_| Err(AuthError::RefreshFailed("the refresh thread panicked".into())))
+                    .unwrap_or_else(|_| {
+                        Err(AuthError::RefreshFailed(
+                            "the refresh thread panicked".into(),
+                        ))
+                    })
                 });
                 self.finish_refresh(r)
             }

@@ -10,9 +10,14 @@ use super::{AuthError, TokenSet};
 /// The key tokens are stored under: scheme and host lower-cased, default port (80/443) dropped, trailing
 /// slashes dropped; path kept as given. `HTTPS://Heph.Example:443/` → `https://heph.example`.
 pub fn normalise_hub_url(url: &str) -> Result<String, AuthError> {
-    let bad = |reason: &str| AuthError::BadHubUrl { url: url.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| AuthError::BadHubUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
     let trimmed = url.trim();
-    let (scheme, rest) = trimmed.split_once("://").ok_or_else(|| bad("expected http://… or https://…"))?;
+    let (scheme, rest) = trimmed
+        .split_once("://")
+        .ok_or_else(|| bad("expected http://… or https://…"))?;
     let scheme = scheme.to_ascii_lowercase();
     let default_port = match scheme.as_str() {
         "http" => "80",
@@ -31,7 +36,9 @@ pub fn normalise_hub_url(url: &str) -> Result<String, AuthError> {
     }
     let authority = authority.to_ascii_lowercase();
     let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']').ok_or_else(|| bad("unterminated IPv6 literal"))?;
+        let end = authority
+            .find(']')
+            .ok_or_else(|| bad("unterminated IPv6 literal"))?;
         let (h, p) = authority.split_at(end + 1);
         match p.strip_prefix(':') {
             Some(port) => (h.to_string(), Some(port.to_string())),
@@ -50,7 +57,9 @@ pub fn normalise_hub_url(url: &str) -> Result<String, AuthError> {
     let authority = match port {
         None => host,
         Some(p) if p == default_port => host,
-        Some(p) if !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()) => format!("{host}:{p}"),
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()) => {
+            format!("{host}:{p}")
+        }
         Some(_) => return Err(bad("bad port")),
     };
     let path = path.trim_end_matches('/');
@@ -61,7 +70,13 @@ pub fn normalise_hub_url(url: &str) -> Result<String, AuthError> {
 pub fn token_file_name(normalised: &str) -> String {
     let readable: String = normalised
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     let hash = blake3::hash(normalised.as_bytes()).to_hex();
@@ -98,7 +113,9 @@ impl TokenStore {
     ) -> Result<TokenStore, AuthError> {
         let file = match token_file {
             Some(f) => f,
-            None => data_dir.join("tokens").join(token_file_name(&normalise_hub_url(hub_url)?)),
+            None => data_dir
+                .join("tokens")
+                .join(token_file_name(&normalise_hub_url(hub_url)?)),
         };
         for (which, cmd) in [("token-load-cmd", &load_cmd), ("token-save-cmd", &save_cmd)] {
             if let Some(c) = cmd {
@@ -108,15 +125,23 @@ impl TokenStore {
         if load_cmd.is_none() && save_cmd.is_none() {
             return Ok(TokenStore::File(file));
         }
-        Ok(TokenStore::Commands { load: load_cmd, save: save_cmd, file: Some(file) })
+        Ok(TokenStore::Commands {
+            load: load_cmd,
+            save: save_cmd,
+            file: Some(file),
+        })
     }
 
     /// Load the token set, `None` when there is none yet.
     pub fn load(&self) -> Result<Option<TokenSet>, AuthError> {
         match self {
             TokenStore::File(path) => load_file(path),
-            TokenStore::Commands { load: Some(cmd), .. } => run_load(cmd).map(Some),
-            TokenStore::Commands { load: None, file, .. } => match file {
+            TokenStore::Commands {
+                load: Some(cmd), ..
+            } => run_load(cmd).map(Some),
+            TokenStore::Commands {
+                load: None, file, ..
+            } => match file {
                 Some(f) => load_file(f),
                 None => Ok(None),
             },
@@ -127,8 +152,12 @@ impl TokenStore {
     pub fn save(&self, tokens: &TokenSet) -> Result<(), AuthError> {
         match self {
             TokenStore::File(path) => save_file(path, tokens),
-            TokenStore::Commands { save: Some(cmd), .. } => run_save(cmd, tokens),
-            TokenStore::Commands { save: None, file, .. } => match file {
+            TokenStore::Commands {
+                save: Some(cmd), ..
+            } => run_save(cmd, tokens),
+            TokenStore::Commands {
+                save: None, file, ..
+            } => match file {
                 Some(f) => save_file(f, tokens),
                 None => Ok(()),
             },
@@ -146,7 +175,10 @@ impl TokenStore {
             Some(p) => match std::fs::remove_file(p) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(AuthError::TokenFile { path: p.clone(), message: e.to_string() }),
+                Err(e) => Err(AuthError::TokenFile {
+                    path: p.clone(),
+                    message: e.to_string(),
+                }),
             },
             None => Ok(false),
         }
@@ -170,7 +202,10 @@ fn program_name(cmd: &str) -> &str {
 }
 
 fn load_file(path: &Path) -> Result<Option<TokenSet>, AuthError> {
-    let err = |message: String| AuthError::TokenFile { path: path.to_path_buf(), message };
+    let err = |message: String| AuthError::TokenFile {
+        path: path.to_path_buf(),
+        message,
+    };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -181,7 +216,10 @@ fn load_file(path: &Path) -> Result<Option<TokenSet>, AuthError> {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(AuthError::LoosePermissions { path: path.to_path_buf(), mode });
+            return Err(AuthError::LoosePermissions {
+                path: path.to_path_buf(),
+                mode,
+            });
         }
     }
     if !meta.is_file() {
@@ -213,13 +251,21 @@ impl ClassifyName for serde_json::Error {
 }
 
 fn save_file(path: &Path, tokens: &TokenSet) -> Result<(), AuthError> {
-    let err = |message: String| AuthError::TokenFile { path: path.to_path_buf(), message };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let err = |message: String| AuthError::TokenFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     create_private_dir(dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
     let json = serde_json::to_vec_pretty(tokens).map_err(|e| err(e.to_string()))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("tokens"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("tokens"),
         std::process::id()
     ));
     let mut opts = std::fs::OpenOptions::new();
@@ -262,23 +308,38 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Split a command line into argv (POSIX shell word rules, no expansion); it will run without a shell.
 pub fn split_command(which: &'static str, cmd: &str) -> Result<Vec<String>, AuthError> {
-    let argv = shell_words::split(cmd)
-        .map_err(|e| AuthError::Command { which, message: format!("cannot split {cmd:?} into arguments: {e}") })?;
+    let argv = shell_words::split(cmd).map_err(|e| AuthError::Command {
+        which,
+        message: format!("cannot split {cmd:?} into arguments: {e}"),
+    })?;
     if argv.is_empty() {
-        return Err(AuthError::Command { which, message: "empty command".into() });
+        return Err(AuthError::Command {
+            which,
+            message: "empty command".into(),
+        });
     }
     Ok(argv)
 }
 
 fn describe_failure(which: &'static str, argv0: &str, out: &std::process::Output) -> AuthError {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let first = stderr.lines().next().unwrap_or("").chars().take(200).collect::<String>();
+    let first = stderr
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect::<String>();
     AuthError::Command {
         which,
         message: format!(
             "{argv0} exited with {}{}",
             out.status,
-            if first.is_empty() { String::new() } else { format!(": {first}") }
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!(": {first}")
+            }
         ),
     }
 }
@@ -290,17 +351,26 @@ fn run_load(cmd: &str) -> Result<TokenSet, AuthError> {
         .args(&argv[1..])
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| AuthError::Command { which: WHICH, message: format!("cannot run {:?}: {e}", argv[0]) })?;
+        .map_err(|e| AuthError::Command {
+            which: WHICH,
+            message: format!("cannot run {:?}: {e}", argv[0]),
+        })?;
     if !out.status.success() {
         return Err(describe_failure(WHICH, &argv[0], &out));
     }
-    let text = String::from_utf8(out.stdout)
-        .map_err(|_| AuthError::Command { which: WHICH, message: "printed bytes that are not UTF-8".into() })?;
+    let text = String::from_utf8(out.stdout).map_err(|_| AuthError::Command {
+        which: WHICH,
+        message: "printed bytes that are not UTF-8".into(),
+    })?;
     let text = text.trim();
     if text.starts_with('{') {
         return serde_json::from_str::<TokenSet>(text).map_err(|e| AuthError::Command {
             which: WHICH,
-            message: format!("printed {} bytes of {} instead of a heph token set", text.len(), e.classify_name()),
+            message: format!(
+                "printed {} bytes of {} instead of a heph token set",
+                text.len(),
+                e.classify_name()
+            ),
         });
     }
     // A bare access token (e.g. stored by hand): usable until it expires, no refresh.
@@ -309,7 +379,11 @@ fn run_load(cmd: &str) -> Result<TokenSet, AuthError> {
             return Ok(TokenSet {
                 version: 1,
                 hub_url: String::new(),
-                issuer: claims.get("iss").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+                issuer: claims
+                    .get("iss")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string(),
                 client_id: String::new(),
                 token_endpoint: String::new(),
                 access_token: text.to_string(),
@@ -332,21 +406,28 @@ fn run_load(cmd: &str) -> Result<TokenSet, AuthError> {
 fn run_save(cmd: &str, tokens: &TokenSet) -> Result<(), AuthError> {
     const WHICH: &str = "token-save-cmd";
     let argv = split_command(WHICH, cmd)?;
-    let json = serde_json::to_vec(tokens).map_err(|e| AuthError::Command { which: WHICH, message: e.to_string() })?;
+    let json = serde_json::to_vec(tokens).map_err(|e| AuthError::Command {
+        which: WHICH,
+        message: e.to_string(),
+    })?;
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| AuthError::Command { which: WHICH, message: format!("cannot run {:?}: {e}", argv[0]) })?;
+        .map_err(|e| AuthError::Command {
+            which: WHICH,
+            message: format!("cannot run {:?}: {e}", argv[0]),
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         // A command that exits without reading is reported by its status below.
         let _ = stdin.write_all(&json);
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| AuthError::Command { which: WHICH, message: e.to_string() })?;
+    let out = child.wait_with_output().map_err(|e| AuthError::Command {
+        which: WHICH,
+        message: e.to_string(),
+    })?;
     if !out.status.success() {
         return Err(describe_failure(WHICH, &argv[0], &out));
     }
@@ -364,23 +445,42 @@ mod tests {
         assert_eq!(n("https://heph.example"), "https://heph.example");
         assert_eq!(n("http://127.0.0.1:80//"), "http://127.0.0.1");
         assert_eq!(n("http://127.0.0.1:8787/"), "http://127.0.0.1:8787");
-        assert_eq!(n("https://h.example:8443/hub/"), "https://h.example:8443/hub");
+        assert_eq!(
+            n("https://h.example:8443/hub/"),
+            "https://h.example:8443/hub"
+        );
         assert_eq!(n("http://[::1]:8787"), "http://[::1]:8787");
         assert_eq!(n("http://[::1]"), "http://[::1]");
-        for bad in ["ftp://x", "heph.example", "https://", "https://u:p@h", "https://h:abc", "https://h/?q=1"] {
+        for bad in [
+            "ftp://x",
+            "heph.example",
+            "https://",
+            "https://u:p@h",
+            "https://h:abc",
+            "https://h/?q=1",
+        ] {
             assert!(normalise_hub_url(bad).is_err(), "{bad}");
         }
-        assert_eq!(token_file_name(&n("HTTPS://Heph.Example:443/")), token_file_name(&n("https://heph.example")));
-        assert_ne!(token_file_name("https://a.example"), token_file_name("https://b.example"));
+        assert_eq!(
+            token_file_name(&n("HTTPS://Heph.Example:443/")),
+            token_file_name(&n("https://heph.example"))
+        );
+        assert_ne!(
+            token_file_name("https://a.example"),
+            token_file_name("https://b.example")
+        );
     }
 
     #[test]
     fn split_without_shell() {
-        assert_eq!(split_command("x", "op read 'op://vault/heph token'").ok(), Some(vec![
-            "op".to_string(),
-            "read".to_string(),
-            "op://vault/heph token".to_string()
-        ]));
+        assert_eq!(
+            split_command("x", "op read 'op://vault/heph token'").ok(),
+            Some(vec![
+                "op".to_string(),
+                "read".to_string(),
+                "op://vault/heph token".to_string()
+            ])
+        );
         assert!(split_command("x", "unterminated 'quote").is_err());
         assert!(split_command("x", "   ").is_err());
     }
@@ -405,28 +505,43 @@ mod tests {
     fn file_round_trip_is_private_and_loose_or_garbage_files_are_refused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = TokenStore::from_flags(dir.path(), "HTTPS://Heph.Example:443/", None, None, None).expect("store");
+        let store =
+            TokenStore::from_flags(dir.path(), "HTTPS://Heph.Example:443/", None, None, None)
+                .expect("store");
         assert_eq!(store.load().expect("load"), None);
         store.save(&sample()).expect("save");
-        let TokenStore::File(path) = &store else { panic!("file store expected") };
+        let TokenStore::File(path) = &store else {
+            panic!("file store expected")
+        };
         let mode = std::fs::metadata(path).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dmode = std::fs::metadata(path.parent().expect("dir")).expect("meta").permissions().mode() & 0o777;
+        let dmode = std::fs::metadata(path.parent().expect("dir"))
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dmode, 0o700);
         assert_eq!(store.load().expect("load"), Some(sample()));
         // Same hub spelled differently: same file.
-        let again = TokenStore::from_flags(dir.path(), "https://heph.example", None, None, None).expect("store");
+        let again = TokenStore::from_flags(dir.path(), "https://heph.example", None, None, None)
+            .expect("store");
         assert_eq!(again, store);
 
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = store.load().expect_err("loose permissions");
-        assert!(matches!(err, AuthError::LoosePermissions { mode: 0o644, .. }), "{err:?}");
+        assert!(
+            matches!(err, AuthError::LoosePermissions { mode: 0o644, .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("chmod 600"), "{err}");
 
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         std::fs::write(path, "SECRET-ACCESS not json").expect("write");
         let err = store.load().expect_err("not json").to_string();
-        assert!(err.contains("not a heph token file") && !err.contains("SECRET"), "{err}");
+        assert!(
+            err.contains("not a heph token file") && !err.contains("SECRET"),
+            "{err}"
+        );
 
         assert!(store.remove().expect("remove"));
         assert!(!store.remove().expect("remove twice"));
@@ -439,27 +554,78 @@ mod tests {
         let saved = dir.path().join("saved.json");
         let save = format!("tee {}", saved.display());
         let load = format!("cat {}", saved.display());
-        let store = TokenStore::from_flags(dir.path(), "https://h.example", None, Some(load), Some(save)).expect("store");
+        let store = TokenStore::from_flags(
+            dir.path(),
+            "https://h.example",
+            None,
+            Some(load),
+            Some(save),
+        )
+        .expect("store");
         store.save(&sample()).expect("save via command");
         assert_eq!(store.load().expect("load via command"), Some(sample()));
 
         let cmd = |load: &str| {
-            TokenStore::from_flags(dir.path(), "https://h.example", None, Some(load.to_string()), None).expect("store")
+            TokenStore::from_flags(
+                dir.path(),
+                "https://h.example",
+                None,
+                Some(load.to_string()),
+                None,
+            )
+            .expect("store")
         };
         // Shell syntax is not interpreted: `;` and `$(...)` are plain arguments to cat.
-        let err = cmd(&format!("cat {}; echo $(id)", saved.display())).load().expect_err("no shell").to_string();
-        assert!(err.contains("token-load-cmd") && err.contains("cat exited"), "{err}");
+        let err = cmd(&format!("cat {}; echo $(id)", saved.display()))
+            .load()
+            .expect_err("no shell")
+            .to_string();
+        assert!(
+            err.contains("token-load-cmd") && err.contains("cat exited"),
+            "{err}"
+        );
         let err = cmd("false").load().expect_err("failing").to_string();
         assert!(err.contains("false exited with"), "{err}");
-        let err = cmd("echo SECRET-GARBAGE").load().expect_err("garbage").to_string();
+        let err = cmd("echo SECRET-GARBAGE")
+            .load()
+            .expect_err("garbage")
+            .to_string();
         assert!(err.contains("neither") && !err.contains("SECRET"), "{err}");
-        let err = cmd("echo {\"access_token\":\"SECRET-X\"}").load().expect_err("wrong json").to_string();
-        assert!(err.contains("instead of a heph token set") && !err.contains("SECRET"), "{err}");
-        let err = cmd("/nonexistent/program").load().expect_err("missing program").to_string();
+        let err = cmd("echo {\"access_token\":\"SECRET-X\"}")
+            .load()
+            .expect_err("wrong json")
+            .to_string();
+        assert!(
+            err.contains("instead of a heph token set") && !err.contains("SECRET"),
+            "{err}"
+        );
+        let err = cmd("/nonexistent/program")
+            .load()
+            .expect_err("missing program")
+            .to_string();
         assert!(err.contains("cannot run"), "{err}");
-        assert!(TokenStore::from_flags(dir.path(), "https://h.example", None, Some("'unterminated".into()), None).is_err());
-        let store = TokenStore::from_flags(dir.path(), "https://h.example", None, None, Some("false".into())).expect("s");
+        assert!(
+            TokenStore::from_flags(
+                dir.path(),
+                "https://h.example",
+                None,
+                Some("'unterminated".into()),
+                None
+            )
+            .is_err()
+        );
+        let store = TokenStore::from_flags(
+            dir.path(),
+            "https://h.example",
+            None,
+            None,
+            Some("false".into()),
+        )
+        .expect("s");
         let err = store.save(&sample()).expect_err("save fails").to_string();
-        assert!(err.contains("token-save-cmd") && !err.contains("SECRET"), "{err}");
+        assert!(
+            err.contains("token-save-cmd") && !err.contains("SECRET"),
+            "{err}"
+        );
     }
 }
