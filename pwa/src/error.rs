@@ -83,17 +83,24 @@ impl PwaError {
     /// What the person should do next.
     pub fn hint(&self) -> String {
         match self {
-            PwaError::NoOpfs { .. } => "Use a current Chrome, Edge, Safari or Firefox outside private \
+            PwaError::NoOpfs { .. } => {
+                "Use a current Chrome, Edge, Safari or Firefox outside private \
                 browsing. Captures are kept on this page until storage works."
-                .into(),
-            PwaError::Quota { .. } => "Free some space on this device or allow this site more storage, \
+                    .into()
+            }
+            PwaError::Quota { .. } => {
+                "Free some space on this device or allow this site more storage, \
                 then reload. Unsent captures are kept."
-                .into(),
-            PwaError::Corrupt { .. } => "Reset the local replica in Settings: it is rebuilt from the hub \
+                    .into()
+            }
+            PwaError::Corrupt { .. } => {
+                "Reset the local replica in Settings: it is rebuilt from the hub \
                 after login. Unsent captures are kept and re-added."
-                .into(),
-            PwaError::Storage { .. } => "Reload the page. If it persists, reset the local replica in Settings."
-                .into(),
+                    .into()
+            }
+            PwaError::Storage { .. } => {
+                "Reload the page. If it persists, reset the local replica in Settings.".into()
+            }
             PwaError::BadRequest { .. } => "This is a bug in the app; reload the page.".into(),
             PwaError::Rpc { .. } => String::new(),
             PwaError::Sync { code, .. } => match code.as_str() {
@@ -155,15 +162,15 @@ mod tests {
             PwaError::from_sqlite_text("database or disk is full").code(),
             "quota"
         );
-        assert_eq!(PwaError::from_sqlite_text("disk I/O error").code(), "storage");
+        assert_eq!(
+            PwaError::from_sqlite_text("disk I/O error").code(),
+            "storage"
+        );
     }
 
     #[test]
     fn bodies_carry_a_hint() {
-        let b = PwaError::NoOpfs {
-            detail: "x".into(),
-        }
-        .body();
+        let b = PwaError::NoOpfs { detail: "x".into() }.body();
         assert_eq!(b.code, "no_opfs");
         assert!(b.message.contains("OPFS"));
         assert!(!b.hint.is_empty());

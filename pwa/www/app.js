@@ -75,8 +75,8 @@ export function rpc(method, params) {
 
 // The spoke core's method names (the same the daemon serves to the CLI).
 const API = {
-  add: (title) => rpc('task.add', { title }),
-  today: () => rpc('task.list', { due: 'today' }),
+  add: (params) => rpc('task.add', params),
+  today: () => rpc('task.list', { due: true }),
   next: () => rpc('task.next', {}),
   byProject: (project) => rpc('task.list', project ? { project } : {}),
   projects: () => rpc('project.list', {}),
@@ -90,7 +90,7 @@ const API = {
   log: (id, text) => rpc('task.log', { id, text }),
   syncStatus: () => rpc('sync.status', {}),
   syncNow: () => rpc('sync.now', {}),
-  info: () => rpc('replica.info', {}),
+  info: () => rpc('store.info', {}),
 };
 
 // ---------------------------------------------------------------------------------------------- banners
@@ -142,12 +142,25 @@ function renderOutbox() {
   el.textContent = items.length === 1 ? '1 capture is waiting to be saved on this device.' : `${items.length} captures are waiting to be saved on this device.`;
 }
 
+const inFlight = new Set();
+
+/** Writes one outbox item into the replica (at most once at a time per item). */
+async function send(item) {
+  if (inFlight.has(item.key)) return;
+  inFlight.add(item.key);
+  try {
+    await API.add(item.params || { title: item.title });
+    setOutbox(outbox().filter((x) => x.key !== item.key));
+  } finally {
+    inFlight.delete(item.key);
+  }
+}
+
 async function flushOutbox() {
   if (workerState !== 'ready') return;
   for (const item of outbox()) {
     try {
-      await API.add(item.title);
-      setOutbox(outbox().filter((x) => x.key !== item.key));
+      await send(item);
     } catch (e) {
       showError(e);
       return;
@@ -158,7 +171,9 @@ async function flushOutbox() {
 async function capture(title) {
   const text = title.trim();
   if (!text) return;
-  const item = { key: `${Date.now()}-${Math.random().toString(36).slice(2)}`, title: text, at: Date.now() };
+  // A capture made on the Today view is for today; elsewhere it has no date.
+  const params = view === 'today' ? { title: text, do_date: 'today' } : { title: text };
+  const item = { key: `${Date.now()}-${Math.random().toString(36).slice(2)}`, title: text, params, at: Date.now() };
   setOutbox([...outbox(), item]);
   // Optimistic row: visible at once, replaced by the real list when the worker answers.
   if (view === 'today' || view === 'next' || view === 'projects') {
@@ -166,11 +181,10 @@ async function capture(title) {
     $('#list').prepend(li);
     $('#empty').hidden = true;
   }
-  await readyPromise;
+  // Not ready yet: the outbox is flushed when the worker reports ready.
   if (workerState !== 'ready') { renderOutbox(); return; }
   try {
-    await API.add(text);
-    setOutbox(outbox().filter((x) => x.key !== item.key));
+    await send(item);
     refresh();
     kickSync();
   } catch (e) {
@@ -431,23 +445,36 @@ function renderSync(s) {
   const pill = $('#sync-pill');
   pill.className = 'pill';
   if (!s) { pill.textContent = 'local only'; return; }
-  const pending = s.pending_ops ?? s.pending ?? 0;
-  if (s.auth_problem || s.error_code === 'auth' || (s.error && /auth|token|log in/i.test(s.error))) { pill.textContent = 'log in to sync'; pill.classList.add('bad'); }
-  else if (s.error) { pill.textContent = pending ? `${pending} unsent · offline` : 'offline'; pill.classList.add('bad'); }
+  const pending = s.pending_local_ops ?? 0;
+  const p = s.problem;
+  const needLogin = !s.dev_mode && (!s.logged_in || s.auth_failure || (p && /auth/.test(p.code)));
+  if (needLogin) { pill.textContent = pending ? `${pending} unsent · log in` : 'log in to sync'; pill.classList.add('bad'); }
+  else if (p) { pill.textContent = pending ? `${pending} unsent · offline` : 'offline'; pill.classList.add('bad'); }
+  else if (s.syncing) { pill.textContent = 'syncing…'; pill.classList.add('pending'); }
   else if (pending) { pill.textContent = `${pending} unsent`; pill.classList.add('pending'); }
-  else { pill.textContent = 'synced'; pill.classList.add('ok'); }
-  const last = s.last_sync_ms ? new Date(s.last_sync_ms).toLocaleString() : 'never';
-  $('#sync-detail').textContent = `Pending ops: ${pending}. Last sync: ${last}.${s.error ? ` Problem: ${s.error}` : ''}`;
+  else if (s.last_success_ms) { pill.textContent = 'synced'; pill.classList.add('ok'); }
+  else { pill.textContent = 'not synced yet'; }
+  document.body.dataset.pending = String(pending);
+  document.body.dataset.lastSync = String(s.last_success_ms || '');
+  const last = s.last_success_ms ? new Date(s.last_success_ms).toLocaleString() : 'never';
+  const why = p ? ` Problem: ${p.message}${p.hint ? ` — ${p.hint}` : ''}` : (s.last_error && !s.last_success_ms ? ` Last error: ${s.last_error}` : '');
+  $('#sync-detail').textContent = `Unsent changes: ${pending}. Last sync: ${last}.${why}`;
 }
 
 async function refreshSync() {
   if (workerState !== 'ready') { renderSync(null); return; }
-  try { renderSync(await API.syncStatus()); } catch (e) { renderSync({ error: e.message, pending_ops: 0 }); }
+  try { renderSync(await API.syncStatus()); } catch (e) { renderSync({ problem: e }); }
 }
 
+// The worker syncs by itself after every change; this only refreshes the status shown.
 function kickSync() {
   if (workerState !== 'ready') return;
-  API.syncNow().then(renderSync, (e) => renderSync({ error: e.message, error_code: e.code }));
+  setTimeout(refreshSync, 50);
+}
+
+function syncNow() {
+  if (workerState !== 'ready') return;
+  API.syncNow().then(renderSync, (e) => renderSync({ problem: e }));
 }
 
 // ---------------------------------------------------------------------------------------------- wiring
@@ -476,10 +503,11 @@ function wire() {
   $('#edit').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const att = document.querySelector('input[name=attention]:checked');
-    const fields = { title: $('#edit-title').value.trim(), project: $('#edit-project').value.trim() || null };
+    // EditTask: an absent field is unchanged, "none" clears it.
+    const fields = { title: $('#edit-title').value.trim(), project: $('#edit-project').value.trim() || 'none' };
     const due = $('#edit-do').value.trim();
-    fields.do_date = due || null;
-    fields.attention = att && att.value ? att.value : null;
+    if (due !== (current.do_date || '')) fields.do_date = due || 'none';
+    fields.attention = att && att.value ? att.value : 'none';
     act((id) => API.edit(id, fields));
   });
   $('#context-save').onclick = async () => {
@@ -498,7 +526,7 @@ function wire() {
     ev.preventDefault();
     try { await rpc('auth.paste', { token: $('#paste-token').value }); $('#paste-token').value = ''; renderSettings(); kickSync(); } catch (e) { showError(e); }
   });
-  $('#sync-now').onclick = () => kickSync();
+  $('#sync-now').onclick = () => syncNow();
   $('#reset').onclick = () => resetReplica();
   setupVoice();
 }

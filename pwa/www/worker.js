@@ -29,6 +29,7 @@ async function open() {
     spoke = await WorkerSpoke.open();
     openError = null;
     post({ event: 'ready' });
+    schedule(0);
   } catch (e) {
     spoke = null;
     openError = parseErr(e);
@@ -48,7 +49,106 @@ export function call(method, params) {
   return JSON.parse(out);
 }
 
+// ------------------------------------------------------------------------------------------------ sync
+// One sync at a time; a request while one runs is folded into a follow-up run. After a success the worker
+// long-polls the hub (`/sync/v1/wait`) and syncs again when the heads change; failures back off up to 30 s.
+let syncing = null;
+let again = false;
+let problem = null;
+let lastTag = null;
+let backoffMs = 0;
+let timer = null;
+let waitCtl = null;
+const READS = new Set(['task.list', 'task.next', 'task.show', 'task.history', 'project.list', 'search', 'conflicts',
+  'export', 'store.info', 'methods', 'sync.status', 'pwa.ping', 'pwa.storage']);
+
+function schedule(ms) {
+  clearTimeout(timer);
+  timer = setTimeout(() => { syncNow().catch(() => {}); }, ms);
+}
+
+async function bearer() {
+  const cfg = await auth.hubConfig();
+  if (cfg.dev_mode) return '';
+  return auth.accessToken();
+}
+
+async function syncOnce() {
+  let token;
+  token = await bearer();
+  try {
+    return JSON.parse(await spoke.sync(self.location.origin, token));
+  } catch (e) {
+    const err = parseErr(e);
+    if (err.code === 'sync_auth' && token) {
+      // The hub refused the token: renew it once (refresh token) and retry.
+      await auth.markRejected();
+      return JSON.parse(await spoke.sync(self.location.origin, await bearer()));
+    }
+    throw err;
+  }
+}
+
+async function syncNow() {
+  if (!spoke) throw openError;
+  if (syncing) { again = true; return syncing; }
+  syncing = (async () => {
+    try {
+      const out = await syncOnce();
+      problem = null;
+      backoffMs = 0;
+      lastTag = out.tag || null;
+      post({ event: 'sync', status: await status(), changed: out.pulled_ops > 0 });
+      return out;
+    } catch (e) {
+      problem = parseErr(e);
+      post({ event: 'sync', status: await status() });
+      throw problem;
+    } finally {
+      syncing = null;
+      if (again) { again = false; schedule(0); } else if (problem) {
+        // Retry by itself only when waiting can help (network, hub down); auth problems need the person.
+        if (!/auth/.test(problem.code)) { backoffMs = Math.min(30000, Math.max(1000, backoffMs * 2)); schedule(backoffMs); }
+      } else { longPoll(); }
+    }
+  })();
+  return syncing;
+}
+
+async function longPoll() {
+  if (waitCtl) waitCtl.abort();
+  const ctl = new AbortController();
+  waitCtl = ctl;
+  try {
+    const token = await bearer();
+    const q = new URLSearchParams({ timeout_secs: '25' });
+    if (lastTag) q.set('tag', lastTag);
+    const res = await fetch(`/sync/v1/wait?${q}`, { headers: token ? { authorization: `Bearer ${token}` } : {}, cache: 'no-store', signal: ctl.signal });
+    if (!res.ok) throw new Error(`wait answered ${res.status}`);
+    const body = await res.json();
+    if (waitCtl !== ctl) return;
+    if (body.changed || body.tag !== lastTag) schedule(0); else longPoll();
+  } catch (e) {
+    if (ctl.signal.aborted || waitCtl !== ctl) return;
+    schedule(5000); // a failed long-poll falls back to a plain sync soon
+  }
+}
+
+async function status() {
+  let s = {};
+  try { s = call('sync.status', {}); } catch (_) { /* replica not open */ }
+  let a = { logged_in: false };
+  try { a = await auth.status(); } catch (_) { /* no IndexedDB */ }
+  let dev = false;
+  try { dev = !!(await auth.hubConfig()).dev_mode; } catch (_) { /* offline */ }
+  return { ...s, logged_in: a.logged_in, dev_mode: dev, problem, syncing: !!syncing };
+}
+
+self.addEventListener('online', () => schedule(0));
+
 const local = {
+  'sync.now': async () => { try { await syncNow(); } catch (_) { /* reported in the status */ } return status(); },
+  'sync.status': () => status(),
   // Storage recovery: wipe the OPFS pool and open a fresh replica.
   async 'pwa.reset'() {
     if (spoke) { spoke.resetReplica(); spoke.free(); spoke = null; } else { await WorkerSpoke.resetStorage(); }
@@ -63,9 +163,9 @@ const local = {
   },
   'auth.status': () => auth.status(),
   'auth.start': (p) => auth.start(p),
-  'auth.poll': (p) => auth.poll(p),
-  'auth.paste': (p) => auth.paste(p),
-  'auth.logout': () => auth.logout(),
+  'auth.poll': async (p) => { const r = await auth.poll(p); if (r.state === 'done') { problem = null; schedule(0); } return r; },
+  'auth.paste': async (p) => { const r = await auth.paste(p); problem = null; schedule(0); return r; },
+  'auth.logout': async () => { if (waitCtl) waitCtl.abort(); return auth.logout(); },
 };
 
 self.onmessage = async (ev) => {
@@ -74,7 +174,10 @@ self.onmessage = async (ev) => {
   try {
     let ok;
     if (local[method]) ok = await local[method](params || {});
-    else ok = call(method, params);
+    else {
+      ok = call(method, params);
+      if (!READS.has(method)) schedule(150);
+    }
     post({ id, ok });
   } catch (e) {
     post({ id, err: parseErr(e) });

@@ -108,3 +108,94 @@ export function webRootBuilt() {
 }
 
 export { spawn, spawnSync, fs, path };
+
+// ------------------------------------------------------------------------------------------- processes
+export function binPath(name) {
+  const envName = `HEPH_BIN_${name.toUpperCase()}`;
+  if (process.env[envName]) return process.env[envName];
+  for (const dir of ['target/debug', 'target/release']) {
+    const p = path.join(ROOT, dir, name);
+    if (fs.existsSync(p)) return p;
+  }
+  return null;
+}
+
+const children = new Set();
+process.on('exit', () => { for (const c of children) { try { c.kill('SIGKILL'); } catch (_) { /* gone */ } } });
+
+/** Reads lines of a child's stream until `match` returns a value; rejects on exit or timeout. */
+function waitLine(child, stream, match, timeoutMs, what) {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let log = '';
+    const timer = setTimeout(() => reject(new Error(`${what}: no readiness line within ${timeoutMs} ms; output:\n${log}`)), timeoutMs);
+    const onData = (d) => {
+      buf += d.toString();
+      log += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        const v = match(line);
+        if (v) { clearTimeout(timer); stream.off('data', onData); resolve(v); return; }
+      }
+    };
+    stream.on('data', onData);
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${what} exited with ${code} before it was ready; output:\n${log}`)); });
+  });
+}
+
+/** Starts the real hub (`hephd --mode server`) on 127.0.0.1:0 serving the web root; {url, stop}. */
+export async function startHub({ issuer = null, webRoot = WEB_ROOT, dir = tempDir('heph-hub-'), port = 0 } = {}) {
+  const bin = binPath('hephd');
+  if (!bin) throw new Error('hephd is not built: run `cargo build --workspace --bins`');
+  const args = ['--mode', 'server', '--http-addr', `127.0.0.1:${port}`, '--db', path.join(dir, 'hub.db'), '--web-root', webRoot];
+  if (issuer) args.push('--oidc-issuer', issuer, '--oidc-audience', 'heph', '--oidc-client-id', 'heph');
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HEPH_LOG: 'info', NO_COLOR: '1', RUST_LOG_STYLE: 'never' } });
+  children.add(child);
+  child.stdout.resume();
+  const url = await waitLine(child, child.stderr, (l) => {
+    const m = l.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    return m && m[1];
+  }, 20000, 'hephd');
+  child.stderr.resume();
+  const stop = () => new Promise((r) => {
+    if (child.exitCode !== null) return r();
+    child.once('exit', () => r());
+    child.kill('SIGTERM');
+    setTimeout(() => { try { child.kill('SIGKILL'); } catch (_) { /* gone */ } }, 5000).unref();
+  }).then(() => children.delete(child));
+  return { url: `${url}/`, base: url, dir, stop, child, port: Number(new URL(url).port) };
+}
+
+/** Starts the real test IdP (tests/node/idp.mjs); {issuer, stop}. */
+export async function startIdp(extra = []) {
+  const script = path.join(ROOT, 'tests/node/idp.mjs');
+  const child = spawn(process.execPath, [script, '--port', '0', ...extra], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env } });
+  children.add(child);
+  child.stderr.resume();
+  const issuer = await waitLine(child, child.stdout, (l) => (/^https?:\/\//.test(l.trim()) ? l.trim() : null), 20000, 'idp.mjs');
+  child.stdout.resume();
+  const stop = () => new Promise((r) => {
+    if (child.exitCode !== null) return r();
+    child.once('exit', () => r());
+    child.kill('SIGTERM');
+  }).then(() => children.delete(child));
+  return { issuer, stop };
+}
+
+/** Approves a device code on the IdP's real verification pages as `user`. */
+export function approveDevice(verificationUri, userCode, user = 'alice') {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'tests/node/idp-approve.mjs'), verificationUri, userCode, user], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`device approval failed: ${r.stderr || r.stdout}`);
+  return r.stdout.trim();
+}
+
+/** Runs the native CLI `heph` with a data dir; returns parsed JSON when `json` is set. */
+export function heph(dataDir, args, { json = false, env = {} } = {}) {
+  const bin = binPath('heph');
+  if (!bin) throw new Error('heph is not built: run `cargo build --workspace --bins`');
+  const r = spawnSync(bin, ['--data-dir', dataDir, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', ...env } });
+  if (r.status !== 0) throw new Error(`heph ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return json ? JSON.parse(r.stdout) : r.stdout;
+}

@@ -252,7 +252,8 @@ const STREAM_PREAMBLE: &[u8; 8] = b"HEPHSTR1";
 
 /// Parses the `HEPHSTR1` framing from response chunks.
 struct HttpStream {
-    resp: reqwest::Response,
+    /// The response being read; `None` once its body is used up (wasm32 reads it in one piece).
+    resp: Option<reqwest::Response>,
     buf: Vec<u8>,
     pos: usize,
     started: bool,
@@ -271,7 +272,18 @@ impl HttpStream {
                 self.buf.drain(..self.pos);
                 self.pos = 0;
             }
-            match self.resp.chunk().await {
+            // reqwest's fetch backend (wasm32) has no `chunk()`: there the body is read in one piece.
+            #[cfg(not(target_arch = "wasm32"))]
+            let next = match self.resp.as_mut() {
+                Some(r) => r.chunk().await,
+                None => Ok(None),
+            };
+            #[cfg(target_arch = "wasm32")]
+            let next = match self.resp.take() {
+                Some(r) => r.bytes().await.map(Some),
+                None => Ok(None),
+            };
+            match next {
                 Ok(Some(c)) => self.buf.extend_from_slice(&c),
                 Ok(None) => return Ok(false),
                 Err(e) => {
@@ -451,7 +463,7 @@ impl HubClient for HttpHub {
             return Err(self.error_of(resp, None).await);
         }
         Ok(Box::new(HttpStream {
-            resp,
+            resp: Some(resp),
             buf: Vec::new(),
             pos: 0,
             started: false,

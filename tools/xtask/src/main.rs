@@ -10,12 +10,13 @@ const WASM_BINDGEN_VERSION: &str = "0.2.130";
 const TARGET: &str = "wasm32-unknown-unknown";
 const PROFILE: &str = "wasm-release";
 
-const USAGE: &str = "usage: cargo xtask pwa [--out DIR] [--skip-install]
+const USAGE: &str = "usage: cargo xtask pwa [--out DIR] [--skip-install] [--shell-only]
 
   pwa   build the PWA: the heph-pwa wasm crate (profile wasm-release, target wasm32-unknown-unknown,
         CARGO_TARGET_DIR=target/wasm), wasm-bindgen, and the shell from pwa/www, into DIR
         (default target/web). Installs the rustup target, clang and wasm-bindgen-cli when missing
-        unless --skip-install is given.";
+        unless --skip-install is given. --shell-only recopies the shell and restamps the version but
+        keeps the wasm module already in DIR/pkg (for quick UI iterations).";
 
 fn main() -> ExitCode {
     match run() {
@@ -38,6 +39,7 @@ fn run() -> Result<()> {
             let root = workspace_root()?;
             let mut out = root.join("target/web");
             let mut install = true;
+            let mut shell_only = false;
             while let Some(a) = args.next() {
                 match a.as_str() {
                     "--out" => {
@@ -45,6 +47,7 @@ fn run() -> Result<()> {
                         out = absolute(&v)?;
                     }
                     "--skip-install" => install = false,
+                    "--shell-only" => shell_only = true,
                     "-h" | "--help" => {
                         println!("{USAGE}");
                         return Ok(());
@@ -52,7 +55,11 @@ fn run() -> Result<()> {
                     other => bail!("unknown argument {other:?}\n{USAGE}"),
                 }
             }
-            build_pwa(&root, &out, install)
+            if shell_only {
+                shell(&root, &out)
+            } else {
+                build_pwa(&root, &out, install)
+            }
         }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
@@ -108,7 +115,9 @@ fn ensure_tools() -> Result<()> {
         eprintln!("xtask: rustup not found; assuming the {TARGET} standard library is installed");
     }
     if output_ok(Command::new("clang").arg("--version")).is_none() {
-        eprintln!("xtask: clang is missing (SQLite's C code needs it for wasm32); installing with apt-get");
+        eprintln!(
+            "xtask: clang is missing (SQLite's C code needs it for wasm32); installing with apt-get"
+        );
         let apt = |args: &[&str]| {
             status(
                 Command::new("apt-get")
@@ -150,7 +159,15 @@ fn build_pwa(root: &Path, out: &Path, install: bool) -> Result<()> {
             .env("CARGO_TARGET_DIR", &target_dir)
             // WAL on the OPFS pool (no shared memory) needs EXCLUSIVE locking; see .cargo/config.toml.
             .env("SQLITE_WASM_RS_FLAGS", "SQLITE_DEFAULT_LOCKING_MODE=1")
-            .args(["build", "-p", "heph-pwa", "--target", TARGET, "--profile", PROFILE]),
+            .args([
+                "build",
+                "-p",
+                "heph-pwa",
+                "--target",
+                TARGET,
+                "--profile",
+                PROFILE,
+            ]),
     )?;
     let wasm = target_dir.join(TARGET).join(PROFILE).join("heph_pwa.wasm");
     if out.exists() {
@@ -168,6 +185,17 @@ fn build_pwa(root: &Path, out: &Path, install: bool) -> Result<()> {
             .arg("heph_pwa")
             .arg(&wasm),
     )?;
+    shell(root, out)
+}
+
+/// Copies the shell into `out` (keeping `out/pkg`) and stamps the version.
+fn shell(root: &Path, out: &Path) -> Result<()> {
+    if !out.join("pkg/heph_pwa_bg.wasm").exists() {
+        bail!(
+            "{} holds no wasm build yet: run `cargo xtask pwa` first",
+            out.display()
+        );
+    }
     let www = root.join("pwa/www");
     copy_shell(&www, out)?;
     stamp(root, out)?;
@@ -177,7 +205,9 @@ fn build_pwa(root: &Path, out: &Path, install: bool) -> Result<()> {
 
 /// Copies the shell files (everything under pwa/www except a stray local `pkg/`).
 fn copy_shell(from: &Path, to: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
         let entry = entry?;
         let name = entry.file_name();
         if name == "pkg" {
@@ -249,7 +279,8 @@ fn stamp(root: &Path, out: &Path) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    if !sw_src.contains("\"__HEPH_PWA_VERSION__\"") || !sw_src.contains("[\"__HEPH_PWA_ASSETS__\"]") {
+    if !sw_src.contains("\"__HEPH_PWA_VERSION__\"") || !sw_src.contains("[\"__HEPH_PWA_ASSETS__\"]")
+    {
         bail!("pwa/www/sw.js lacks the version/asset placeholders");
     }
     let sw = sw_src

@@ -1,0 +1,148 @@
+// The browser spoke converging with native spokes through the real hub (dev mode: no tokens): offline
+// capture in the PWA → `heph list --json` on a native spoke after sync; the reverse direction; a concurrent
+// edit from the CLI and the PWA converges; a hub that is down keeps changes and says so.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as h from './harness.mjs';
+
+let hub = null;
+const ready = h.chromiumPath() && h.webRootBuilt() && h.binPath('hephd') && h.binPath('heph');
+const need = (t) => h.requireTool(t, 'chromium, the built web root (cargo xtask pwa), hephd and heph', ready);
+
+before(async () => { if (ready) hub = await h.startHub(); });
+after(async () => { if (hub) await hub.stop(); });
+
+const rpc = (page, m, p) => page.evaluate(([m, p]) => window.heph.rpc(m, p), [m, p]);
+
+/** Waits until the PWA reports no unsent ops and at least one successful sync after `since`. */
+async function synced(page, since = 0, timeout = 20000) {
+  await page.waitForFunction(async (since) => {
+    const s = await window.heph.rpc('sync.status');
+    return !s.problem && s.pending_local_ops === 0 && (s.last_success_ms || 0) > since;
+  }, since, { timeout, polling: 200 });
+}
+
+async function waitFor(fn, what, timeout = 20000) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+test('offline capture in the PWA reaches a native spoke; native changes reach the PWA', async (t) => {
+  if (!need(t)) return;
+  const native = h.tempDir('heph-native-');
+  const b = await h.launch(h.tempDir('heph-prof-'));
+  try {
+    await b.page.goto(hub.url);
+    assert.equal(await h.appState(b.page), 'ready');
+    await b.page.evaluate(async () => { await navigator.serviceWorker.ready; });
+    await synced(b.page);
+    // Offline: capture; it stays pending.
+    await b.context.setOffline(true);
+    await b.page.fill('#capture-text', 'Offline capture from the phone');
+    await b.page.click('#capture-add');
+    await b.page.waitForFunction(() => [...document.querySelectorAll('#list li')].some((li) => li.dataset.id && li.textContent.includes('Offline capture')));
+    await b.page.waitForFunction(async () => {
+      const s = await window.heph.rpc('sync.status');
+      return s.pending_local_ops > 0 && s.problem;
+    }, null, { timeout: 15000, polling: 200 });
+    await b.page.waitForFunction(() => /unsent/.test(document.querySelector('#sync-pill').textContent), null, { timeout: 10000 });
+    await h.shot(b.page, 'offline-pending');
+    // Back online: the worker syncs by itself.
+    const t0 = Date.now();
+    await b.context.setOffline(false);
+    await synced(b.page, t0, 40000);
+
+    h.heph(native, ['sync', '--hub-url', hub.base]);
+    const list = h.heph(native, ['list', '--json'], { json: true });
+    assert.ok(list.some((x) => x.title === 'Offline capture from the phone'), JSON.stringify(list));
+
+    // Reverse: a task added natively shows up in the PWA (long-poll wakes it up).
+    h.heph(native, ['task', 'Added on the laptop', '--do-date', 'today']);
+    h.heph(native, ['sync']);
+    await b.page.waitForFunction(() => [...document.querySelectorAll('#list .title')].some((e) => e.textContent === 'Added on the laptop'), null, { timeout: 30000 });
+    await h.shot(b.page, 'synced');
+    const info = await rpc(b.page, 'store.info');
+    const nativeInfo = h.heph(native, ['info', '--json'], { json: true });
+    assert.equal(info.owner_id, nativeInfo.owner_id, 'one owner');
+    assert.notEqual(info.origin, nativeInfo.origin, 'two origins');
+    await waitFor(async () => (await rpc(b.page, 'store.info')).digest === h.heph(native, ['info', '--json'], { json: true }).digest
+      || (h.heph(native, ['sync']), false), 'equal digests');
+  } finally {
+    await b.close();
+  }
+});
+
+test('a concurrent edit from the CLI and the PWA converges', async (t) => {
+  if (!need(t)) return;
+  const native = h.tempDir('heph-native-');
+  const b = await h.launch(h.tempDir('heph-prof-'));
+  try {
+    await b.page.goto(hub.url);
+    assert.equal(await h.appState(b.page), 'ready');
+    h.heph(native, ['sync', '--hub-url', hub.base]);
+    await synced(b.page);
+    const made = await rpc(b.page, 'task.add', { title: 'Shared task', context: 'line one\nline two\nline three\n' });
+    await synced(b.page, 0);
+    await waitFor(() => { h.heph(native, ['sync']); return h.heph(native, ['list', '--json'], { json: true }).some((x) => x.id === made.id); }, 'native sees the task');
+    // Both edit while apart: the PWA changes the title and the first line; the CLI the attention and the last line.
+    await b.context.setOffline(true);
+    await rpc(b.page, 'task.edit', { id: made.id, title: 'Shared task (phone)' });
+    await rpc(b.page, 'task.context', { id: made.id, body: 'line ONE\nline two\nline three\n' });
+    h.heph(native, ['edit', made.id, '--attention', 'a1']);
+    h.heph(native, ['context', made.id, '--body', 'line one\nline two\nline THREE\n']);
+    h.heph(native, ['sync']);
+    const t0 = Date.now();
+    await b.context.setOffline(false);
+    await synced(b.page, t0, 40000);
+    h.heph(native, ['sync']);
+    const phone = await rpc(b.page, 'task.show', { id: made.id });
+    const laptop = h.heph(native, ['show', made.id, '--json'], { json: true });
+    assert.equal(phone.title, 'Shared task (phone)');
+    assert.equal(phone.attention, 'a1');
+    assert.equal(phone.context, 'line ONE\nline two\nline THREE\n');
+    assert.equal(laptop.title, phone.title);
+    assert.equal(laptop.attention, phone.attention);
+    assert.equal(laptop.context, phone.context);
+    assert.equal((await rpc(b.page, 'store.info')).digest, h.heph(native, ['info', '--json'], { json: true }).digest);
+  } finally {
+    await b.close();
+  }
+});
+
+test('a hub that is down: changes are kept, the status says so, and they go out when it is back', async (t) => {
+  if (!need(t)) return;
+  const own = await h.startHub();
+  const b = await h.launch(h.tempDir('heph-prof-'));
+  try {
+    await b.page.goto(own.url);
+    assert.equal(await h.appState(b.page), 'ready');
+    await b.page.evaluate(async () => { await navigator.serviceWorker.ready; });
+    await synced(b.page);
+    await own.stop();
+    await rpc(b.page, 'task.add', { title: 'written while the hub is down', do_date: 'today' });
+    await b.page.waitForFunction(async () => {
+      const s = await window.heph.rpc('sync.status');
+      return s.pending_local_ops > 0 && s.problem && /hub|reach|fetch|offline/i.test(s.problem.message + s.problem.code);
+    }, null, { timeout: 20000, polling: 250 });
+    await b.page.click('#open-settings');
+    await b.page.waitForFunction(() => /Unsent changes: [1-9]/.test(document.querySelector('#sync-detail').textContent));
+    await h.shot(b.page, 'hub-down');
+    const restarted = await h.startHub({ port: own.port, dir: own.dir });
+    try {
+      await synced(b.page, 0, 45000);
+      const native = h.tempDir('heph-native-');
+      h.heph(native, ['sync', '--hub-url', restarted.base]);
+      assert.ok(h.heph(native, ['list', '--json'], { json: true }).some((x) => x.title === 'written while the hub is down'));
+    } finally {
+      await restarted.stop();
+    }
+  } finally {
+    await b.close();
+  }
+});
