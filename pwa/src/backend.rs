@@ -59,9 +59,15 @@ fn sync_error(e: &SyncError) -> PwaError {
         "store" => "store",
         _ => "refused",
     };
+    // The fetch layer's errors carry a JavaScript stack trace after the first line: keep one line.
+    let text = e.to_string();
+    let mut message: String = text.lines().next().unwrap_or_default().chars().take(240).collect();
+    if code == "offline" {
+        message = format!("the hub cannot be reached (offline, or the hub is down): {message}");
+    }
     PwaError::Sync {
         code: code.to_owned(),
-        message: e.to_string(),
+        message,
     }
 }
 

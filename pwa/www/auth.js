@@ -169,8 +169,11 @@ export async function accessToken() {
   const t = await kvGet(KEY);
   if (!t) throw authError('not logged in', 'Log in in Settings to sync with the hub.', 'auth_missing');
   const now = Date.now() / 1000;
-  if (t.expires_at && t.expires_at - 60 <= now) {
-    if (!t.refresh_token) throw authError('the access token has expired', 'Log in again in Settings (or paste a fresh token).', 'auth_expired');
+  // Refreshable tokens are renewed a minute early; a pasted token is used until it really expires.
+  if (!t.refresh_token && t.expires_at && t.expires_at <= now) {
+    throw authError('the access token has expired', 'Log in again in Settings (or paste a fresh token).', 'auth_expired');
+  }
+  if (t.refresh_token && t.expires_at && t.expires_at - 60 <= now) {
     const cfg = await hubConfig();
     const { status: st, json } = await form('/auth/token', {
       grant_type: 'refresh_token',

@@ -150,7 +150,7 @@ export async function startHub({ issuer = null, webRoot = WEB_ROOT, dir = tempDi
   const bin = binPath('hephd');
   if (!bin) throw new Error('hephd is not built: run `cargo build --workspace --bins`');
   const args = ['--mode', 'server', '--http-addr', `127.0.0.1:${port}`, '--db', path.join(dir, 'hub.db'), '--web-root', webRoot];
-  if (issuer) args.push('--oidc-issuer', issuer, '--oidc-audience', 'heph', '--oidc-client-id', 'heph');
+  if (issuer) args.push('--oidc-issuer', issuer, '--oidc-audience', 'heph', '--oidc-client-id', 'heph', '--authorized-sub', 'alice-sub-0001');
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HEPH_LOG: 'info', NO_COLOR: '1', RUST_LOG_STYLE: 'never' } });
   children.add(child);
   child.stdout.resume();

@@ -194,7 +194,14 @@ test('a new build evicts the old cache on the next load', async (t) => {
   try {
     await b.page.goto(hubB.url);
     await h.appState(b.page);
-    await b.page.waitForFunction((v) => caches.keys().then((k) => k.length === 1 && k[0] === `heph-pwa-v${v}x`), verA, { timeout: 15000, polling: 200 });
+    const end = Date.now() + 15000;
+    let keys = [];
+    while (Date.now() < end) {
+      keys = await b.page.evaluate(() => caches.keys());
+      if (keys.length === 1 && keys[0] === `heph-pwa-v${verA}x`) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(keys, [`heph-pwa-v${verA}x`], 'only the new cache is left');
   } finally {
     await b.close();
     await hubB.stop();

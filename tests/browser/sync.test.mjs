@@ -16,10 +16,15 @@ const rpc = (page, m, p) => page.evaluate(([m, p]) => window.heph.rpc(m, p), [m,
 
 /** Waits until the PWA reports no unsent ops and at least one successful sync after `since`. */
 async function synced(page, since = 0, timeout = 20000) {
-  await page.waitForFunction(async (since) => {
-    const s = await window.heph.rpc('sync.status');
+  await waitFor(async () => {
+    const s = await rpc(page, 'sync.status');
     return !s.problem && s.pending_local_ops === 0 && (s.last_success_ms || 0) > since;
-  }, since, { timeout, polling: 200 });
+  }, 'a complete sync', timeout);
+}
+
+/** Polls the PWA's sync status until `pred(status)` holds. */
+async function statusWhere(page, pred, what, timeout = 20000) {
+  return waitFor(async () => { const s = await rpc(page, 'sync.status'); return pred(s) && s; }, what, timeout);
 }
 
 async function waitFor(fn, what, timeout = 20000) {
@@ -47,10 +52,7 @@ test('offline capture in the PWA reaches a native spoke; native changes reach th
     await b.page.fill('#capture-text', 'Offline capture from the phone');
     await b.page.click('#capture-add');
     await b.page.waitForFunction(() => [...document.querySelectorAll('#list li')].some((li) => li.dataset.id && li.textContent.includes('Offline capture')));
-    await b.page.waitForFunction(async () => {
-      const s = await window.heph.rpc('sync.status');
-      return s.pending_local_ops > 0 && s.problem;
-    }, null, { timeout: 15000, polling: 200 });
+    await statusWhere(b.page, (s) => s.pending_local_ops > 0 && s.problem, 'a pending op and a problem while offline');
     await b.page.waitForFunction(() => /unsent/.test(document.querySelector('#sync-pill').textContent), null, { timeout: 10000 });
     await h.shot(b.page, 'offline-pending');
     // Back online: the worker syncs by itself.
@@ -126,10 +128,7 @@ test('a hub that is down: changes are kept, the status says so, and they go out 
     await synced(b.page);
     await own.stop();
     await rpc(b.page, 'task.add', { title: 'written while the hub is down', do_date: 'today' });
-    await b.page.waitForFunction(async () => {
-      const s = await window.heph.rpc('sync.status');
-      return s.pending_local_ops > 0 && s.problem && /hub|reach|fetch|offline/i.test(s.problem.message + s.problem.code);
-    }, null, { timeout: 20000, polling: 250 });
+    await statusWhere(b.page, (s) => s.pending_local_ops > 0 && s.problem && /unreachable|offline/i.test(s.problem.message + s.problem.code), 'the hub-down problem');
     await b.page.click('#open-settings');
     await b.page.waitForFunction(() => /Unsent changes: [1-9]/.test(document.querySelector('#sync-detail').textContent));
     await h.shot(b.page, 'hub-down');
