@@ -100,13 +100,12 @@ impl AuthSession {
     }
 
     fn next(&self) -> Result<Next, AuthError> {
-        if !self.lock().loaded {
-            if let Err(e) = self.reload() {
-                self.lock().state = AuthState::AuthFailure {
-                    reason: e.to_string(),
-                };
-                return Err(e);
-            }
+        let loaded = self.lock().loaded;
+        if !loaded && let Err(e) = self.reload() {
+            self.lock().state = AuthState::AuthFailure {
+                reason: e.to_string(),
+            };
+            return Err(e);
         }
         let g = self.lock();
         let Some(t) = &g.tokens else {

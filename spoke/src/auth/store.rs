@@ -374,25 +374,26 @@ fn run_load(cmd: &str) -> Result<TokenSet, AuthError> {
         });
     }
     // A bare access token (e.g. stored by hand): usable until it expires, no refresh.
-    if text.split('.').count() == 3 && !text.contains(char::is_whitespace) {
-        if let Some(claims) = super::unverified_claims(text) {
-            return Ok(TokenSet {
-                version: 1,
-                hub_url: String::new(),
-                issuer: claims
-                    .get("iss")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string(),
-                client_id: String::new(),
-                token_endpoint: String::new(),
-                access_token: text.to_string(),
-                expires_at: claims.get("exp").and_then(|v| v.as_u64()),
-                refresh_token: None,
-                id_token: None,
-                scope: None,
-            });
-        }
+    if text.split('.').count() == 3
+        && !text.contains(char::is_whitespace)
+        && let Some(claims) = super::unverified_claims(text)
+    {
+        return Ok(TokenSet {
+            version: 1,
+            hub_url: String::new(),
+            issuer: claims
+                .get("iss")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
+            client_id: String::new(),
+            token_endpoint: String::new(),
+            access_token: text.to_string(),
+            expires_at: claims.get("exp").and_then(|v| v.as_u64()),
+            refresh_token: None,
+            id_token: None,
+            scope: None,
+        });
     }
     Err(AuthError::Command {
         which: WHICH,
