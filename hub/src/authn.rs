@@ -72,6 +72,12 @@ impl AuthError {
 pub trait Authenticator: Send + Sync + std::fmt::Debug {
     /// Authenticates and authorises one request.
     async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, AuthError>;
+
+    /// Extra Prometheus text lines for `/metrics` (the OIDC verifier's refusal reasons and JWKS
+    /// fetches); empty by default.
+    fn metrics_text(&self) -> String {
+        String::new()
+    }
 }
 
 /// Dev mode: every request is the caller `dev`. Only for hubs bound to loopback.

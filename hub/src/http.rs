@@ -501,7 +501,8 @@ fn config(state: &HubState) -> Resp {
 }
 
 fn metrics(state: &HubState) -> Resp {
-    let text = state.metrics.render(state.log.totals());
+    let mut text = state.metrics.render(state.log.totals());
+    text.push_str(&state.auth.metrics_text());
     let mut r = Response::new(full(text));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

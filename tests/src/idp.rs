@@ -264,26 +264,33 @@ fn blocking_post_json(url: &str, body: &serde_json::Value) -> serde_json::Value 
 /// CLI is tested as a user runs it.
 pub fn heph_binary() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .to_path_buf();
-        let status = Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args(["build", "--quiet", "-p", "heph-spoke", "--bin", "heph"])
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build -p heph-spoke --bin heph failed"
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let bin = target.join("debug").join("heph");
-        assert!(bin.is_file(), "{} missing after the build", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| spoke_binary("heph")).clone()
+}
+
+/// The `hephd` binary, built on first use.
+pub fn hephd_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| spoke_binary("hephd")).clone()
+}
+
+fn spoke_binary(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["build", "--quiet", "-p", "heph-spoke", "--bin", name])
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p heph-spoke --bin {name} failed"
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug").join(name);
+    assert!(bin.is_file(), "{} missing after the build", bin.display());
+    bin
 }

@@ -64,4 +64,8 @@ impl Authenticator for OidcAuthenticator {
         };
         Ok(Caller { sub: t.sub, owner })
     }
+
+    fn metrics_text(&self) -> String {
+        self.verifier.render_metrics()
+    }
 }
