@@ -80,16 +80,28 @@ fn fake_hub(script: Script) -> String {
                     let _ = c.write_all(g);
                     return;
                 }
-                let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_owned();
+                let line = String::from_utf8_lossy(&req)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
                 let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
                 let (ctype, body): (&str, Vec<u8>) = if path.starts_with("/config") {
-                    ("application/json", json!({"api": "sync/v1", "dev_mode": true, "owner": null}).to_string().into_bytes())
+                    (
+                        "application/json",
+                        json!({"api": "sync/v1", "dev_mode": true, "owner": null})
+                            .to_string()
+                            .into_bytes(),
+                    )
                 } else if path.starts_with("/sync/v1/heads") || path.starts_with("/sync/v1/wait") {
                     ("application/json", script.heads.clone().into_bytes())
                 } else if path.starts_with("/sync/v1/stream") {
                     ("application/vnd.heph.segment-stream", script.stream.clone())
                 } else {
-                    ("application/json", br#"{"error":"not_found","message":"no"}"#.to_vec())
+                    (
+                        "application/json",
+                        br#"{"error":"not_found","message":"no"}"#.to_vec(),
+                    )
                 };
                 let _ = write!(
                     c,
@@ -109,12 +121,27 @@ fn sane_hub(dir: &std::path::Path) -> (Hub, u64) {
     let s0 = seg(owner(), 0, None);
     let s1 = seg(owner(), 1, Some(&s0));
     let s2 = seg(owner(), 2, Some(&s1));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     let client = reqwest::Client::new();
     for s in [&s0, &s1, &s2] {
-        let url = format!("{}/sync/v1/segments/{}/{}", hub.url(), origin(), s.header.first_seq);
+        let url = format!(
+            "{}/sync/v1/segments/{}/{}",
+            hub.url(),
+            origin(),
+            s.header.first_seq
+        );
         let st = rt.block_on(async {
-            client.put(url).header("Heph-Segment-Id", s.id.to_string()).body(s.bytes.clone()).send().await.expect("push").status()
+            client
+                .put(url)
+                .header("Heph-Segment-Id", s.id.to_string())
+                .body(s.bytes.clone())
+                .send()
+                .await
+                .expect("push")
+                .status()
         });
         assert!(st.is_success(), "{st}");
     }
@@ -124,14 +151,28 @@ fn sane_hub(dir: &std::path::Path) -> (Hub, u64) {
 fn check_then_recover(spoke: &Spoke, fake: &str, expect: &[&str], rows_after: u64) {
     let before = spoke.info();
     let err = spoke.fails(&["sync", "--hub-url", fake]);
-    assert!(expect.iter().any(|e| err.contains(e)), "expected one of {expect:?} in {err}");
-    assert_eq!(spoke.op_rows(), rows_after, "only verified segments are applied: {err}");
+    assert!(
+        expect.iter().any(|e| err.contains(e)),
+        "expected one of {expect:?} in {err}"
+    );
+    assert_eq!(
+        spoke.op_rows(),
+        rows_after,
+        "only verified segments are applied: {err}"
+    );
     assert_eq!(spoke.integrity(), "ok");
     if rows_after == 0 {
-        assert_eq!(spoke.info()["digest"], before["digest"], "replica unchanged");
+        assert_eq!(
+            spoke.info()["digest"],
+            before["digest"],
+            "replica unchanged"
+        );
     }
     let st = spoke.status();
-    assert!(st["last_error"].is_string() && st["last_success"].is_null(), "{st}");
+    assert!(
+        st["last_error"].is_string() && st["last_success"].is_null(),
+        "{st}"
+    );
     let tmp = tempfile::tempdir().expect("tmp");
     let (hub, total) = sane_hub(&tmp.path().join("hub"));
     spoke.ok(&["sync", "--hub-url", &hub.url()]);
@@ -142,7 +183,12 @@ fn check_then_recover(spoke: &Spoke, fake: &str, expect: &[&str], rows_after: u6
 #[test]
 fn a_hub_url_that_is_not_http_is_refused_and_nothing_is_remembered() {
     let s = Spoke::new();
-    for bad in ["ftp://127.0.0.1/", "file:///etc/passwd", "127.0.0.1:8787", "not a url"] {
+    for bad in [
+        "ftp://127.0.0.1/",
+        "file:///etc/passwd",
+        "127.0.0.1:8787",
+        "not a url",
+    ] {
         let err = s.fails(&["sync", "--hub-url", bad]);
         assert!(err.contains("invalid hub URL"), "{err}");
     }
@@ -156,7 +202,11 @@ fn an_unreachable_hub_is_a_clear_error_and_changes_nothing() {
     let s = Spoke::new();
     s.add("local");
     let before = s.info();
-    let err = s.fails(&["sync", "--hub-url", &format!("http://127.0.0.1:{}", free_port())]);
+    let err = s.fails(&[
+        "sync",
+        "--hub-url",
+        &format!("http://127.0.0.1:{}", free_port()),
+    ]);
     assert!(err.contains("unreachable"), "{err}");
     assert_eq!(s.info()["digest"], before["digest"]);
     let st = s.status();
@@ -170,7 +220,11 @@ fn a_hub_answering_garbage_is_refused() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".to_vec(),
         b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(),
     ] {
-        let fake = fake_hub(Script { heads: String::new(), stream: Vec::new(), garbage: Some(garbage) });
+        let fake = fake_hub(Script {
+            heads: String::new(),
+            stream: Vec::new(),
+            garbage: Some(garbage),
+        });
         check_then_recover(&Spoke::new(), &fake, &["garbage", "unreachable"], 0);
     }
 }
@@ -181,7 +235,11 @@ fn a_truncated_stream_keeps_only_complete_verified_segments() {
     let s1 = seg(owner(), 1, Some(&s0));
     let mut stream = frames(&[(&s0, None), (&s1, None)], false);
     stream.truncate(stream.len() - 10);
-    let fake = fake_hub(Script { heads: heads_json(owner(), &s1, 2), stream, garbage: None });
+    let fake = fake_hub(Script {
+        heads: heads_json(owner(), &s1, 2),
+        stream,
+        garbage: None,
+    });
     check_then_recover(&Spoke::new(), &fake, &["cut short"], 5);
 }
 
@@ -189,7 +247,11 @@ fn a_truncated_stream_keeps_only_complete_verified_segments() {
 fn a_segment_whose_hash_does_not_match_is_refused() {
     let s0 = seg(owner(), 0, None);
     let stream = frames(&[(&s0, Some([7; 32]))], true);
-    let fake = fake_hub(Script { heads: heads_json(owner(), &s0, 1), stream, garbage: None });
+    let fake = fake_hub(Script {
+        heads: heads_json(owner(), &s0, 1),
+        stream,
+        garbage: None,
+    });
     check_then_recover(&Spoke::new(), &fake, &["hash mismatch"], 0);
 }
 
@@ -197,7 +259,11 @@ fn a_segment_whose_hash_does_not_match_is_refused() {
 fn a_segment_of_another_owner_is_refused() {
     let s0 = seg(stranger(), 0, None);
     let stream = frames(&[(&s0, None)], true);
-    let fake = fake_hub(Script { heads: heads_json(owner(), &s0, 1), stream, garbage: None });
+    let fake = fake_hub(Script {
+        heads: heads_json(owner(), &s0, 1),
+        stream,
+        garbage: None,
+    });
     check_then_recover(&Spoke::new(), &fake, &["owner"], 0);
 }
 
@@ -207,6 +273,10 @@ fn a_chain_with_a_gap_is_refused_after_its_valid_prefix() {
     let s1 = seg(owner(), 1, Some(&s0));
     let s2 = seg(owner(), 2, Some(&s1));
     let stream = frames(&[(&s0, None), (&s2, None)], true);
-    let fake = fake_hub(Script { heads: heads_json(owner(), &s2, 3), stream, garbage: None });
+    let fake = fake_hub(Script {
+        heads: heads_json(owner(), &s2, 3),
+        stream,
+        garbage: None,
+    });
     check_then_recover(&Spoke::new(), &fake, &["gap"], 5);
 }

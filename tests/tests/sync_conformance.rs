@@ -15,7 +15,10 @@ fn owner() -> OwnerId {
 
 fn run(hub: &Hub, salt: u64) {
     let client = HttpHub::new(&hub.url(), Rc::new(StaticToken(None))).expect("client");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(conformance::run(&client, owner(), salt));
 }
 

@@ -18,14 +18,22 @@ const CONVERGE: Duration = Duration::from_secs(30);
 
 fn converged(spokes: &[&Spoke], n: usize) -> bool {
     let lists: Vec<Value> = spokes.iter().map(|s| s.list()).collect();
-    lists.iter().all(|l| l.as_array().is_some_and(|a| a.len() == n)) && lists.windows(2).all(|w| w[0] == w[1])
+    lists
+        .iter()
+        .all(|l| l.as_array().is_some_and(|a| a.len() == n))
+        && lists.windows(2).all(|w| w[0] == w[1])
 }
 
 fn assert_converges(spokes: &[&Spoke], n: usize) {
     let ok = wait_until(CONVERGE, || converged(spokes, n));
     if !ok {
         for s in spokes {
-            eprintln!("{}: {:?}\n{}", s.dir.display(), titles(&s.list()), s.ok(&["sync", "--status"]));
+            eprintln!(
+                "{}: {:?}\n{}",
+                s.dir.display(),
+                titles(&s.list()),
+                s.ok(&["sync", "--status"])
+            );
         }
     }
     assert!(ok, "the spokes did not converge on {n} tasks");
@@ -62,19 +70,31 @@ fn three_daemons_converge_through_a_real_hub_including_offline_conflicting_edits
     }
     std::thread::sleep(Duration::from_millis(300));
     let st = b.status();
-    assert!(st["pending_local_ops"].as_u64().unwrap_or(0) > 0, "offline writes are pending: {st}");
+    assert!(
+        st["pending_local_ops"].as_u64().unwrap_or(0) > 0,
+        "offline writes are pending: {st}"
+    );
     hub.restart();
     assert_converges(&[&a, &b, &c], 13);
     let list = a.list();
     let t = titles(&list);
-    let winners: Vec<&String> = t.iter().filter(|t| t.starts_with("offline title")).collect();
-    assert_eq!(winners.len(), 1, "one LWW winner for the conflicting title: {t:?}");
+    let winners: Vec<&String> = t
+        .iter()
+        .filter(|t| t.starts_with("offline title"))
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "one LWW winner for the conflicting title: {t:?}"
+    );
     let uniq: BTreeSet<&String> = t.iter().collect();
     assert_eq!(uniq.len(), t.len(), "no duplicates: {t:?}");
     let ok = wait_until(CONVERGE, || {
         [&a, &b, &c].iter().all(|s| {
             let st = s.status();
-            st["last_error"].is_null() && st["pending_local_ops"] == 0 && st["last_success"].is_string()
+            st["last_error"].is_null()
+                && st["pending_local_ops"] == 0
+                && st["last_success"].is_string()
         })
     });
     assert!(ok, "every spoke reports a clean last sync");
@@ -105,7 +125,11 @@ fn hub_sigkilled_mid_sync_and_restarted_loses_nothing() {
     }
     assert_converges(&[&a, &b], acknowledged.len());
     acknowledged.sort();
-    assert_eq!(titles(&b.list()), acknowledged, "every acknowledged write arrived exactly once");
+    assert_eq!(
+        titles(&b.list()),
+        acknowledged,
+        "every acknowledged write arrived exactly once"
+    );
     a.stop_daemon();
     b.stop_daemon();
     assert_eq!(a.integrity(), "ok");
@@ -118,14 +142,22 @@ fn owner_ulid() -> OwnerId {
 
 /// Pushes `origins` chains of `segments` segments × `ops` ops to the hub; returns the total op count.
 fn seed_hub(hub: &Hub, origins: u8, segments: u64, ops: usize) -> u64 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     let client = reqwest::Client::new();
     let mut total = 0;
     for o in 0..origins {
         let origin = heph_spoke::sync::conformance::origin(0xabc, o + 1);
         let mut prev: Option<SegmentId> = None;
         for k in 0..segments {
-            let ops = typical_ops(origin, 1_767_225_600_000 + k * 100_000_000, ops, u64::from(o) * 1000 + k);
+            let ops = typical_ops(
+                origin,
+                1_767_225_600_000 + k * 100_000_000,
+                ops,
+                u64::from(o) * 1000 + k,
+            );
             let first = 1 + k * ops.len() as u64;
             let seg = encode_segment(owner_ulid(), origin, first, prev, &ops).expect("encode");
             let url = format!("{}/sync/v1/segments/{origin}/{first}", hub.url());
@@ -164,21 +196,35 @@ fn a_proxy_cutting_connections_mid_stream_never_corrupts_and_sync_resumes() {
         );
         assert_eq!(s.integrity(), "ok");
         let rows = s.op_rows();
-        assert!(rows >= last && rows < total, "complete segments are kept, nothing half-applied: {rows}");
+        assert!(
+            rows >= last && rows < total,
+            "complete segments are kept, nothing half-applied: {rows}"
+        );
         last = rows;
     }
-    assert!(proxy.cuts.load(Ordering::SeqCst) >= 4, "the proxy really cut connections");
+    assert!(
+        proxy.cuts.load(Ordering::SeqCst) >= 4,
+        "the proxy really cut connections"
+    );
     proxy.cut_after.store(0, Ordering::SeqCst);
     s.ok(&["sync"]);
     assert_eq!(s.op_rows(), total);
     let direct = Spoke::new();
     direct.ok(&["sync", "--hub-url", &hub.url()]);
-    assert_eq!(s.info()["digest"], direct.info()["digest"], "same state as a spoke that was never cut");
+    assert_eq!(
+        s.info()["digest"],
+        direct.info()["digest"],
+        "same state as a spoke that was never cut"
+    );
 }
 
 #[test]
 fn a_spoke_sigkilled_mid_apply_keeps_a_whole_store_and_every_acknowledged_write() {
-    let rounds = if std::env::var("HEPH_LONG_TESTS").as_deref() == Ok("1") { 50 } else { 3 };
+    let rounds = if std::env::var("HEPH_LONG_TESTS").as_deref() == Ok("1") {
+        50
+    } else {
+        3
+    };
     let tmp = tempfile::tempdir().expect("tmp");
     let hub = Hub::start(&tmp.path().join("hub"), Some(&owner_ulid().to_string()));
     let seeded = seed_hub(&hub, 3, 8, 5_000);
@@ -212,7 +258,9 @@ fn a_spoke_sigkilled_mid_apply_keeps_a_whole_store_and_every_acknowledged_write(
             .expect("prepare");
         let own = own_origin(&c);
         let rows: Vec<(i64, Option<i64>, i64)> = st
-            .query_map([&own.to_bytes()[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map([&own.to_bytes()[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .expect("q")
             .map(|r| r.expect("row"))
             .collect();
@@ -226,7 +274,11 @@ fn a_spoke_sigkilled_mid_apply_keeps_a_whole_store_and_every_acknowledged_write(
     s.start_daemon_with(&hub.url(), &["--owner-id", &owner]);
     let expect = seeded + s.op_rows_local();
     let ok = wait_until(Duration::from_secs(60), || s.op_rows() == expect);
-    assert!(ok, "the spoke finished the bring-up ({} of {expect} ops)", s.op_rows());
+    assert!(
+        ok,
+        "the spoke finished the bring-up ({} of {expect} ops)",
+        s.op_rows()
+    );
     let other = Spoke::new();
     other.ok(&["sync", "--hub-url", &hub.url()]);
     let ok = wait_until(CONVERGE, || {
@@ -236,14 +288,22 @@ fn a_spoke_sigkilled_mid_apply_keeps_a_whole_store_and_every_acknowledged_write(
     assert!(ok, "every acknowledged write reached another device");
     let t = titles(&other.list());
     for w in &written {
-        assert_eq!(t.iter().filter(|x| *x == w).count(), 1, "{w} arrived exactly once");
+        assert_eq!(
+            t.iter().filter(|x| *x == w).count(),
+            1,
+            "{w} arrived exactly once"
+        );
     }
     s.stop_daemon();
     assert_eq!(s.integrity(), "ok");
 }
 
 fn own_origin(c: &rusqlite::Connection) -> heph_format::Origin {
-    let origin: String = c.query_row("SELECT value FROM meta WHERE key = 'origin'", [], |r| r.get(0)).expect("origin");
+    let origin: String = c
+        .query_row("SELECT value FROM meta WHERE key = 'origin'", [], |r| {
+            r.get(0)
+        })
+        .expect("origin");
     origin.parse().expect("ulid")
 }
 
@@ -256,8 +316,12 @@ impl LocalRows for Spoke {
     fn op_rows_local(&self) -> u64 {
         let c = rusqlite::Connection::open(self.db()).expect("open");
         let origin = own_origin(&c);
-        c.query_row("SELECT count(*) FROM ops WHERE origin = ?1", [&origin.to_bytes()[..]], |r| r.get::<_, i64>(0))
-            .expect("count") as u64
+        c.query_row(
+            "SELECT count(*) FROM ops WHERE origin = ?1",
+            [&origin.to_bytes()[..]],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("count") as u64
     }
 }
 
@@ -277,18 +341,30 @@ fn a_copied_store_without_origin_reset_is_detected_and_refused() {
     copy.add("written on the copy");
     let heads_before = hub.heads();
     let err = copy.fails(&["sync"]);
-    assert!(err.contains("heph-seed reset-origin"), "the fix is named: {err}");
+    assert!(
+        err.contains("heph-seed reset-origin"),
+        "the fix is named: {err}"
+    );
     assert!(err.contains("another copy"), "what happened is said: {err}");
     assert_eq!(hub.heads(), heads_before, "nothing was pushed");
-    assert!(titles(&copy.list()).contains(&"written on the copy".to_owned()), "local ops are kept");
+    assert!(
+        titles(&copy.list()).contains(&"written on the copy".to_owned()),
+        "local ops are kept"
+    );
     let st = copy.status();
     assert_eq!(st["last_error_code"], "origin_cloned", "{st}");
     // The daemon refuses the same way, and keeps serving the store.
     copy.start_daemon(&hub.url());
-    let ok = wait_until(Duration::from_secs(10), || copy.status()["last_error_code"] == "origin_cloned");
+    let ok = wait_until(Duration::from_secs(10), || {
+        copy.status()["last_error_code"] == "origin_cloned"
+    });
     assert!(ok, "the daemon reports the clone");
     copy.add("still usable");
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(hub.heads(), heads_before, "the daemon pushed nothing either");
+    assert_eq!(
+        hub.heads(),
+        heads_before,
+        "the daemon pushed nothing either"
+    );
     copy.stop_daemon();
 }

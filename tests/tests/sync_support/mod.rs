@@ -18,7 +18,11 @@ use serde_json::Value;
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let deps = exe.parent().expect("deps dir");
-    let dir = if deps.file_name().is_some_and(|n| n == "deps") { deps.parent().expect("profile dir") } else { deps };
+    let dir = if deps.file_name().is_some_and(|n| n == "deps") {
+        deps.parent().expect("profile dir")
+    } else {
+        deps
+    };
     dir.to_path_buf()
 }
 
@@ -27,11 +31,16 @@ pub fn bins() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = bin_dir();
-        let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug").to_owned();
+        let profile = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug")
+            .to_owned();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "heph-spoke", "--bins"]).current_dir(&root);
+        cmd.args(["build", "-q", "-p", "heph-spoke", "--bins"])
+            .current_dir(&root);
         match profile.as_str() {
             "debug" => {}
             "release" => {
@@ -59,7 +68,10 @@ pub fn hephd_bin() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
 }
 
 /// Polls `f` every 20 ms until it is true or `timeout` passes.
@@ -86,7 +98,12 @@ pub struct Hub {
 
 impl Hub {
     pub fn start(store: &Path, owner: Option<&str>) -> Hub {
-        let mut h = Hub { child: None, port: free_port(), store: store.to_path_buf(), owner: owner.map(str::to_owned) };
+        let mut h = Hub {
+            child: None,
+            port: free_port(),
+            store: store.to_path_buf(),
+            owner: owner.map(str::to_owned),
+        };
         h.restart();
         h
     }
@@ -103,17 +120,24 @@ impl Hub {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "hub already running");
         let mut cmd = Command::new(hephd_bin());
-        cmd.args(["--mode", "server", "--http-addr", &format!("127.0.0.1:{}", self.port)])
-            .arg("--store")
-            .arg(format!("file://{}", self.store.display()))
-            .env("HEPH_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "--mode",
+            "server",
+            "--http-addr",
+            &format!("127.0.0.1:{}", self.port),
+        ])
+        .arg("--store")
+        .arg(format!("file://{}", self.store.display()))
+        .env("HEPH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
         if let Some(o) = &self.owner {
             cmd.args(["--owner-id", o]);
         }
         self.child = Some(cmd.spawn().expect("spawn hub"));
-        let ok = wait_until(Duration::from_secs(20), || http_get(self.addr(), "/healthz").is_some_and(|(s, _)| s == 200));
+        let ok = wait_until(Duration::from_secs(20), || {
+            http_get(self.addr(), "/healthz").is_some_and(|(s, _)| s == 200)
+        });
         assert!(ok, "the hub did not become healthy on {}", self.url());
     }
 
@@ -143,14 +167,21 @@ impl Drop for Hub {
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
     let mut body = buf[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body)?;
     }
     Some((status, body))
@@ -180,11 +211,19 @@ pub struct Spoke {
 impl Spoke {
     pub fn new() -> Spoke {
         let tmp = tempfile::tempdir().expect("tmp");
-        Spoke { dir: tmp.path().join("data"), daemon: None, _tmp: Some(tmp) }
+        Spoke {
+            dir: tmp.path().join("data"),
+            daemon: None,
+            _tmp: Some(tmp),
+        }
     }
 
     pub fn at(dir: PathBuf) -> Spoke {
-        Spoke { dir, daemon: None, _tmp: None }
+        Spoke {
+            dir,
+            daemon: None,
+            _tmp: None,
+        }
     }
 
     pub fn db(&self) -> PathBuf {
@@ -221,14 +260,22 @@ impl Spoke {
     pub fn fails(&self, args: &[&str]) -> String {
         let o = self.heph(args);
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(o.status.code(), Some(2), "heph {args:?} should fail with exit 2; stderr: {err}");
-        assert!(err.starts_with("error: "), "one-line error expected, got {err:?}");
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "heph {args:?} should fail with exit 2; stderr: {err}"
+        );
+        assert!(
+            err.starts_with("error: "),
+            "one-line error expected, got {err:?}"
+        );
         assert!(!err.contains("panicked"), "{err}");
         err
     }
 
     pub fn add(&self, title: &str) -> String {
-        let v: Value = serde_json::from_str(&self.ok(&["task", title, "--json"])).expect("task JSON");
+        let v: Value =
+            serde_json::from_str(&self.ok(&["task", title, "--json"])).expect("task JSON");
         v["id"].as_str().expect("id").to_owned()
     }
 
@@ -269,7 +316,9 @@ impl Spoke {
             .expect("spawn daemon");
         self.daemon = Some(child);
         let sock = self.socket();
-        let ok = wait_until(Duration::from_secs(20), || std::os::unix::net::UnixStream::connect(&sock).is_ok());
+        let ok = wait_until(Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
         assert!(ok, "the daemon did not open its socket {}", sock.display());
     }
 
@@ -288,7 +337,10 @@ impl Spoke {
     /// SIGTERM the daemon and wait for it.
     pub fn stop_daemon(&mut self) {
         if let Some(mut c) = self.daemon.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -304,13 +356,15 @@ impl Spoke {
     /// `PRAGMA integrity_check` on the store file.
     pub fn integrity(&self) -> String {
         let c = rusqlite::Connection::open(self.db()).expect("open db");
-        c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).expect("integrity_check")
+        c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+            .expect("integrity_check")
     }
 
     /// `SELECT count(*) FROM ops`, read directly.
     pub fn op_rows(&self) -> u64 {
         let c = rusqlite::Connection::open(self.db()).expect("open db");
-        c.query_row("SELECT count(*) FROM ops", [], |r| r.get::<_, i64>(0)).expect("count") as u64
+        c.query_row("SELECT count(*) FROM ops", [], |r| r.get::<_, i64>(0))
+            .expect("count") as u64
     }
 }
 
@@ -322,8 +376,12 @@ impl Drop for Spoke {
 
 /// Titles of a `heph list --json` answer, sorted.
 pub fn titles(list: &Value) -> Vec<String> {
-    let mut t: Vec<String> =
-        list.as_array().expect("list array").iter().map(|n| n["title"].as_str().unwrap_or("").to_owned()).collect();
+    let mut t: Vec<String> = list
+        .as_array()
+        .expect("list array")
+        .iter()
+        .map(|n| n["title"].as_str().unwrap_or("").to_owned())
+        .collect();
     t.sort();
     t
 }
@@ -356,7 +414,10 @@ impl CuttingProxy {
                         let limit = c2.load(Ordering::SeqCst);
                         let k = k2.clone();
                         client.set_nonblocking(false).ok();
-                        let (c_r, s_w) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+                        let (c_r, s_w) = (
+                            client.try_clone().expect("clone"),
+                            server.try_clone().expect("clone"),
+                        );
                         std::thread::spawn(move || pump(c_r, s_w, 0, None));
                         std::thread::spawn(move || pump(server, client, limit, Some(k)));
                     }
@@ -364,7 +425,12 @@ impl CuttingProxy {
                 }
             }
         });
-        CuttingProxy { port, cut_after, stop, cuts }
+        CuttingProxy {
+            port,
+            cut_after,
+            stop,
+            cuts,
+        }
     }
 
     pub fn url(&self) -> String {
