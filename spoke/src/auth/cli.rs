@@ -251,3 +251,26 @@ fn human_secs(s: u64) -> String {
         _ => format!("{} h", s / 3600),
     }
 }
+
+/// After a sync failed with `auth_failure`: when [`super::session::auto_relogin_allowed`] (interactive, and
+/// `HEPH_NO_AUTO_RELOGIN` is not `1`), ask on stderr whether to log in again and run the device login if the
+/// answer is yes (or empty). Returns whether a new login was saved. Non-interactive callers get `Ok(false)`.
+pub fn offer_relogin(args: &LoginArgs, data_dir: &Path) -> Result<bool> {
+    if !super::session::auto_relogin_allowed() {
+        return Ok(false);
+    }
+    eprint!(
+        "The hub no longer accepts this device's login ({}). Log in again now? [Y/n] ",
+        args.store.hub_url
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).context("reading the answer")?;
+    let a = answer.trim().to_ascii_lowercase();
+    if !(a.is_empty() || a == "y" || a == "yes") {
+        return Ok(false);
+    }
+    let out = login(args, data_dir)?;
+    eprint!("{out}");
+    Ok(true)
+}
