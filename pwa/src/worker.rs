@@ -75,14 +75,15 @@ impl WorkerSpoke {
     /// Closes the replica and deletes every file of the OPFS pool: the next `open` starts empty.
     #[wasm_bindgen(js_name = resetReplica)]
     pub fn reset_replica(&self) -> Result<(), JsValue> {
-        if let Some(b) = self.backend.borrow_mut().take() {
-            if Rc::strong_count(&b) > 1 {
-                let e = PwaError::Storage {
-                    detail: "a sync is running; try again in a moment".into(),
-                };
-                *self.backend.borrow_mut() = Some(b);
-                return Err(to_js(&e));
-            }
+        let taken = self.backend.borrow_mut().take();
+        if let Some(b) = taken
+            && Rc::strong_count(&b) > 1
+        {
+            *self.backend.borrow_mut() = Some(b);
+            let e = PwaError::Storage {
+                detail: "a sync is running; try again in a moment".into(),
+            };
+            return Err(to_js(&e));
         }
         storage::clear_pool().map_err(|e| to_js(&e))
     }

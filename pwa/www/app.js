@@ -212,6 +212,32 @@ function fmtDate(v) {
   return Number.isNaN(d.getTime()) ? '' : d.toISOString().slice(0, 10);
 }
 
+const DAY = 86400000;
+/** Today's local date as YYYY-MM-DD. */
+function todayStr() {
+  const d = new Date();
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+const dayNum = (ymd) => Date.UTC(Number(ymd.slice(0, 4)), Number(ymd.slice(5, 7)) - 1, Number(ymd.slice(8, 10))) / DAY;
+
+/** "today", "tomorrow", "yesterday", a weekday within the week ahead, else the date. */
+function dueLabel(t) {
+  const due = fmtDate(t.do_date);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(due)) return due;
+  const days = dayNum(due) - dayNum(todayStr());
+  if (days === 0) return 'today';
+  if (days === 1) return 'tomorrow';
+  if (days === -1) return 'yesterday';
+  if (days > 1 && days < 7) return new Date(Date.now() + days * DAY).toLocaleDateString(undefined, { weekday: 'short' });
+  return due;
+}
+
+function isLate(t) {
+  if (t.late_on_ms !== null && t.late_on_ms !== undefined) return t.late_on_ms <= Date.now();
+  const due = fmtDate(t.do_date);
+  return /^\d{4}-\d{2}-\d{2}$/.test(due) && due < todayStr();
+}
+
 function attentionOf(t) {
   const a = (t.attention || '').toString().toLowerCase();
   return /^a[1-4]$/.test(a) ? a : '';
@@ -242,8 +268,8 @@ function renderTask(t) {
   const bits = [];
   if (t.pending) bits.push(['pending-dot', 'saving…']);
   if (t.project) bits.push(['', t.project]);
-  const due = fmtDate(t.do_date);
-  if (due) bits.push([t.late ? 'late' : '', due]);
+  const due = dueLabel(t);
+  if (due) bits.push([isLate(t) ? 'late' : '', due]);
   for (const tag of t.tags || []) bits.push(['tag', `+${tag}`]);
   if (t.conflicted) bits.push(['late', 'conflict']);
   for (const [cls, text] of bits) {
@@ -542,14 +568,14 @@ function setupVoice() {
     rec.lang = navigator.language || 'en-US';
     rec.interimResults = false;
     rec.maxAlternatives = 1;
-    btn.textContent = '…';
+    btn.classList.add('listening');
     rec.onresult = (ev) => { $('#capture-text').value = ev.results[0][0].transcript; };
     rec.onerror = (ev) => {
-      btn.textContent = '🎤';
+      btn.classList.remove('listening');
       if (ev.error === 'not-allowed' || ev.error === 'service-not-allowed') btn.hidden = true;
     };
-    rec.onend = () => { btn.textContent = '🎤'; };
-    try { rec.start(); } catch (_) { btn.textContent = '🎤'; }
+    rec.onend = () => { btn.classList.remove('listening'); };
+    try { rec.start(); } catch (_) { btn.classList.remove('listening'); }
   };
 }
 
