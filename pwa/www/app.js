@@ -149,8 +149,9 @@ async function send(item) {
   if (inFlight.has(item.key)) return;
   inFlight.add(item.key);
   try {
-    await API.add(item.params || { title: item.title });
+    const made = await API.add(item.params || { title: item.title });
     setOutbox(outbox().filter((x) => x.key !== item.key));
+    return made;
   } finally {
     inFlight.delete(item.key);
   }
@@ -176,15 +177,18 @@ async function capture(title) {
   const item = { key: `${Date.now()}-${Math.random().toString(36).slice(2)}`, title: text, params, at: Date.now() };
   setOutbox([...outbox(), item]);
   // Optimistic row: visible at once, replaced by the real list when the worker answers.
+  let optimistic = null;
   if (view === 'today' || view === 'next' || view === 'projects') {
-    const li = renderTask({ id: '', title: text, pending: true });
-    $('#list').prepend(li);
+    optimistic = renderTask({ id: '', title: text, pending: true });
+    $('#list').prepend(optimistic);
     $('#empty').hidden = true;
   }
   // Not ready yet: the outbox is flushed when the worker reports ready.
   if (workerState !== 'ready') { renderOutbox(); return; }
   try {
-    await send(item);
+    const made = await send(item);
+    // Swap the optimistic row for the stored task at once; the full refresh below re-sorts the list.
+    if (optimistic && optimistic.isConnected && made && made.id) optimistic.replaceWith(renderTask(made));
     refresh();
     kickSync();
   } catch (e) {
@@ -293,6 +297,7 @@ function renderList(tasks, emptyText) {
 }
 
 let refreshSeq = 0;
+const perf = { firstListMs: null };
 async function refresh() {
   if (workerState !== 'ready') return;
   const seq = ++refreshSeq;
@@ -313,6 +318,7 @@ async function refresh() {
     if (seq !== refreshSeq) return;
     renderList(tasks, empty);
     document.body.dataset.rendered = String(Date.now());
+    if (perf.firstListMs === null && tasks.length) perf.firstListMs = performance.now();
   } catch (e) {
     showError(e);
   }
@@ -588,4 +594,4 @@ wire();
 renderOutbox();
 registerServiceWorker();
 startWorker();
-window.heph = { rpc, version: PWA_VERSION, state: () => workerState };
+window.heph = { rpc, version: PWA_VERSION, state: () => workerState, perf };

@@ -59,6 +59,7 @@ let lastTag = null;
 let backoffMs = 0;
 let timer = null;
 let waitCtl = null;
+let lastRun = null; // {duration_ms, pushed_ops, pulled_ops} of the last successful sync (benchmarks, settings)
 const READS = new Set(['task.list', 'task.next', 'task.show', 'task.history', 'project.list', 'search', 'conflicts',
   'export', 'store.info', 'methods', 'sync.status', 'pwa.ping', 'pwa.storage']);
 
@@ -94,7 +95,9 @@ async function syncNow() {
   if (syncing) { again = true; return syncing; }
   syncing = (async () => {
     try {
+      const started = performance.now();
       const out = await syncOnce();
+      lastRun = { duration_ms: Math.round(performance.now() - started), pushed_ops: out.pushed_ops, pulled_ops: out.pulled_ops };
       problem = null;
       backoffMs = 0;
       lastTag = out.tag || null;
@@ -141,7 +144,7 @@ async function status() {
   try { a = await auth.status(); } catch (_) { /* no IndexedDB */ }
   let dev = false;
   try { dev = !!(await auth.hubConfig()).dev_mode; } catch (_) { /* offline */ }
-  return { ...s, logged_in: a.logged_in, dev_mode: dev, problem, syncing: !!syncing };
+  return { ...s, logged_in: a.logged_in, dev_mode: dev, problem, syncing: !!syncing, last_run: lastRun };
 }
 
 self.addEventListener('online', () => schedule(0));
