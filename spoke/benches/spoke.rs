@@ -14,8 +14,8 @@ const TASKS: u64 = 100_000;
 const OUTSTANDING_EVERY: u64 = 10; // 10,000 outstanding
 const SEGMENT: usize = 1000;
 const WORDS: [&str; 16] = [
-    "garden", "invoice", "report", "kitchen", "call", "email", "review", "plan", "fix", "buy", "write", "read",
-    "clean", "book", "pay", "renew",
+    "garden", "invoice", "report", "kitchen", "call", "email", "review", "plan", "fix", "buy",
+    "write", "read", "clean", "book", "pay", "renew",
 ];
 
 fn ops_for_origin(origin: Origin, start: u64, count: u64) -> Vec<Op> {
@@ -34,13 +34,28 @@ fn ops_for_origin(origin: Origin, start: u64, count: u64) -> Vec<Op> {
             let hlc = clock.tick(now);
             ops.push(Op { hlc, node, kind });
         };
-        push(OpKind::Create { kind: NodeKind::Task });
-        let title = format!("{} {} {} #{i}", WORDS[(i % 16) as usize], WORDS[(i / 16 % 16) as usize], WORDS[(i / 256 % 16) as usize]);
+        push(OpKind::Create {
+            kind: NodeKind::Task,
+        });
+        let title = format!(
+            "{} {} {} #{i}",
+            WORDS[(i % 16) as usize],
+            WORDS[(i / 16 % 16) as usize],
+            WORDS[(i / 256 % 16) as usize]
+        );
         push(OpKind::Set(Field::Title(title)));
-        push(OpKind::Set(Field::Project(Some(format!("project {}", i % 50)))));
+        push(OpKind::Set(Field::Project(Some(format!(
+            "project {}",
+            i % 50
+        )))));
         push(OpKind::Set(Field::DoDate(Some((base + i * 60_000) as i64))));
-        push(OpKind::Set(Field::Attention(Some([Attention::A1, Attention::A2, Attention::A3, Attention::A4][(i % 4) as usize]))));
-        push(OpKind::Tag { tag: WORDS[(i % 7) as usize].to_owned(), present: true });
+        push(OpKind::Set(Field::Attention(Some(
+            [Attention::A1, Attention::A2, Attention::A3, Attention::A4][(i % 4) as usize],
+        ))));
+        push(OpKind::Tag {
+            tag: WORDS[(i % 7) as usize].to_owned(),
+            present: true,
+        });
         if i % OUTSTANDING_EVERY != 0 {
             push(OpKind::Set(Field::State(TaskState::Done)));
         }
@@ -55,7 +70,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     // Ops from 4 origins (devices), 25,000 tasks each.
-    let origins: Vec<Origin> = (1..=4u8).map(|n| Origin::from_parts(1_700_000_000_000, [n; 10])).collect();
+    let origins: Vec<Origin> = (1..=4u8)
+        .map(|n| Origin::from_parts(1_700_000_000_000, [n; 10]))
+        .collect();
     let per = TASKS / origins.len() as u64;
     let streams: Vec<(Origin, Vec<Op>)> = origins
         .iter()
@@ -64,7 +81,10 @@ fn main() {
         .collect();
     let total_ops: usize = streams.iter().map(|(_, v)| v.len()).sum();
     let env = TestEnv::new(1_797_000_000_000, 9);
-    let runs = std::env::var("HEPH_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3usize);
+    let runs = std::env::var("HEPH_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3usize);
     let mut rates = Vec::new();
     let keep = std::env::var_os("HEPH_BENCH_STORE");
     let mut last_dir = None;
@@ -76,16 +96,22 @@ fn main() {
         // Bring-up order: origin by origin, segment by segment (as the sync engine delivers them).
         for (origin, ops) in &streams {
             for (k, chunk) in ops.chunks(SEGMENT).enumerate() {
-                r.apply_foreign(*origin, (k * SEGMENT) as u64 + 1, chunk, None).expect("apply");
+                r.apply_foreign(*origin, (k * SEGMENT) as u64 + 1, chunk, None)
+                    .expect("apply");
             }
         }
         let secs = t.elapsed().as_secs_f64();
         let rate = total_ops as f64 / secs;
-        println!("run {run}: applied {total_ops} foreign ops into {TASKS} tasks in {secs:.2} s = {rate:.0} ops/s");
+        println!(
+            "run {run}: applied {total_ops} foreign ops into {TASKS} tasks in {secs:.2} s = {rate:.0} ops/s"
+        );
         rates.push(rate);
         last_dir = Some((dir, r));
     }
-    println!("foreign-op apply (median of {runs}): {:.0} ops/s", median(rates));
+    println!(
+        "foreign-op apply (median of {runs}): {:.0} ops/s",
+        median(rates)
+    );
     let (dir, r) = last_dir.expect("at least one run");
 
     let time = |label: &str, f: &mut dyn FnMut()| {
@@ -97,11 +123,14 @@ fn main() {
         }
         println!("{label}: median {:.2} ms", median(v));
     };
-    time("in-process list (10,000 outstanding of 100,000) to JSON", &mut || {
-        let l = model::list(&r, &env, &ListFilter::default()).expect("list");
-        assert_eq!(l.len(), 10_000);
-        let _ = serde_json::to_string_pretty(&l).expect("json");
-    });
+    time(
+        "in-process list (10,000 outstanding of 100,000) to JSON",
+        &mut || {
+            let l = model::list(&r, &env, &ListFilter::default()).expect("list");
+            assert_eq!(l.len(), 10_000);
+            let _ = serde_json::to_string_pretty(&l).expect("json");
+        },
+    );
     for q in ["invoice kitchen", "renew", "garden report clean"] {
         time(&format!("in-process search {q:?}"), &mut || {
             let h = model::search(&r, &env, q, 20).expect("search");
@@ -111,9 +140,14 @@ fn main() {
     if let Some(target) = keep {
         let target = std::path::PathBuf::from(target);
         std::fs::create_dir_all(&target).expect("create HEPH_BENCH_STORE");
-        r.connection().execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").expect("checkpoint");
+        r.connection()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .expect("checkpoint");
         drop(r);
         std::fs::copy(dir.path().join("heph.db"), target.join("heph.db")).expect("copy store");
-        println!("left the 100,000-task store in {}", target.join("heph.db").display());
+        println!(
+            "left the 100,000-task store in {}",
+            target.join("heph.db").display()
+        );
     }
 }

@@ -172,7 +172,39 @@ pub struct ProjectView {
 
 pub(crate) const NODE_COLS: &str = "n.id, n.kind, n.title, n.state, n.project, n.do_date, n.late_on, n.attention, n.recurrence, n.series, n.conflicted, n.deleted, n.created_ms, n.updated_ms, (SELECT group_concat(tag, char(31)) FROM tags t WHERE t.node = n.id)";
 
+/// Formats stored dates, remembering recent answers (lists repeat the same few days many times).
+pub(crate) struct DateFmt<'a> {
+    env: &'a dyn Env,
+    memo: std::collections::HashMap<i64, String>,
+}
+
+impl<'a> DateFmt<'a> {
+    pub(crate) fn new(env: &'a dyn Env) -> DateFmt<'a> {
+        DateFmt {
+            env,
+            memo: std::collections::HashMap::new(),
+        }
+    }
+    fn fmt(&mut self, ms: i64) -> String {
+        if self.memo.len() > 4096 {
+            self.memo.clear();
+        }
+        let env = self.env;
+        self.memo
+            .entry(ms)
+            .or_insert_with(|| format_date(env, ms))
+            .clone()
+    }
+}
+
 pub(crate) fn node_from_row(env: &dyn Env, r: &rusqlite::Row<'_>) -> rusqlite::Result<NodeView> {
+    node_from_row_with(&mut DateFmt::new(env), r)
+}
+
+pub(crate) fn node_from_row_with(
+    dates: &mut DateFmt<'_>,
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<NodeView> {
     let id: Vec<u8> = r.get(0)?;
     let id = NodeId::from_bytes(id.try_into().unwrap_or([0; 16]));
     let series: Option<Vec<u8>> = r.get(9)?;
@@ -194,8 +226,8 @@ pub(crate) fn node_from_row(env: &dyn Env, r: &rusqlite::Row<'_>) -> rusqlite::R
         state: state_str(state_from_i64(r.get(3)?)).to_owned(),
         project: r.get(4)?,
         tags,
-        do_date: do_date.map(|d| format_date(env, d)),
-        late_on: late_on.map(|d| format_date(env, d)),
+        do_date: do_date.map(|d| dates.fmt(d)),
+        late_on: late_on.map(|d| dates.fmt(d)),
         attention: r
             .get::<_, Option<i64>>(7)?
             .and_then(attention_from_i64)
@@ -262,7 +294,8 @@ pub fn node_view(replica: &Replica, env: &dyn Env, id: NodeId) -> Result<Option<
 pub fn node_detail(replica: &Replica, env: &dyn Env, id: NodeId) -> Result<NodeDetail> {
     let conn = replica.connection();
     let node = node_view(replica, env, id)?.ok_or_else(|| SpokeError::UnknownId(id.to_string()))?;
-    let (context, ctx): (String, (Option<i64>, Option<i64>, Option<Vec<u8>>)) = conn.query_row(
+    type Version = (Option<i64>, Option<i64>, Option<Vec<u8>>);
+    let (context, ctx): (String, Version) = conn.query_row(
         "SELECT context, ctx_wall, ctx_counter, ctx_origin FROM nodes WHERE id = ?1",
         [&id.to_bytes()[..]],
         |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))),
@@ -396,7 +429,10 @@ pub fn list(replica: &Replica, env: &dyn Env, filter: &ListFilter) -> Result<Vec
         sql.push_str(&format!(" LIMIT {l}"));
     }
     let mut st = replica.connection().prepare_cached(&sql)?;
-    let rows = st.query_map(rusqlite::params_from_iter(args), |r| node_from_row(env, r))?;
+    let mut dates = DateFmt::new(env);
+    let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
+        node_from_row_with(&mut dates, r)
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -172,12 +172,12 @@ impl Replica {
                         r.get(0)
                     })
                     .optional()?;
-                if let Some(have) = have {
-                    if have != want.to_string() {
-                        return Err(SpokeError::Invalid(format!(
-                            "the store at {path} belongs to owner {have}, not {want}; nothing was changed"
-                        )));
-                    }
+                if let Some(have) = have
+                    && have != want.to_string()
+                {
+                    return Err(SpokeError::Invalid(format!(
+                        "the store at {path} belongs to owner {have}, not {want}; nothing was changed"
+                    )));
                 }
             }
         }
@@ -192,7 +192,10 @@ impl Replica {
                 });
             }
         }
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;
+             PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 4000;",
+        )
             .map_err(|e| map_open_error(path, e))?;
 
         let mut conn = conn;
@@ -237,21 +240,24 @@ impl Replica {
         let origin: Origin = meta("origin")?
             .parse()
             .map_err(|_| SpokeError::Decode("meta.origin is not a ULID".into()))?;
-        let last: Option<(i64, i64)> = conn
-            .query_row(
-                "SELECT wall, counter FROM ops ORDER BY wall DESC, counter DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let clock = Clock::resume(
-            origin,
-            last.map(|(w, c)| Hlc {
-                wall_ms: w as u64,
-                counter: c as u32,
-                origin,
-            }),
-        );
+        let last = match stored_clock(&conn)? {
+            Some(h) => Some(h),
+            // Stores written before `meta.clock` existed: find the greatest clock once.
+            None => conn
+                .query_row(
+                    "SELECT wall, counter FROM ops ORDER BY wall DESC, counter DESC LIMIT 1",
+                    [],
+                    |r| {
+                        Ok(Hlc {
+                            wall_ms: r.get::<_, i64>(0)? as u64,
+                            counter: r.get::<_, i64>(1)? as u32,
+                            origin,
+                        })
+                    },
+                )
+                .optional()?,
+        };
+        let clock = Clock::resume(origin, last);
         let max_seq: Option<i64> = conn.query_row(
             "SELECT max(seq) FROM ops WHERE origin = ?1",
             [&origin.to_bytes()[..]],
@@ -519,7 +525,7 @@ impl Replica {
                 op: decode_op(&b)?,
             });
         }
-        out.sort_by(|a, b| a.op.hlc.cmp(&b.op.hlc));
+        out.sort_by_key(|s| s.op.hlc);
         Ok(out)
     }
 
@@ -577,6 +583,24 @@ fn remap(path: &str, e: SpokeError) -> SpokeError {
         SpokeError::Sqlite(e) => map_open_error(path, e),
         other => other,
     }
+}
+
+/// The greatest HLC held, as recorded in `meta.clock` (origin is not recorded: only wall and counter
+/// matter for resuming a clock).
+fn stored_clock(conn: &Connection) -> Result<Option<Hlc>> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(v.and_then(|v| {
+        let (w, c) = v.split_once('.')?;
+        Some(Hlc {
+            wall_ms: w.parse().ok()?,
+            counter: c.parse().ok()?,
+            origin: Origin::default(),
+        })
+    }))
 }
 
 fn write_cursor(conn: &Connection, c: &SyncCursor) -> Result<()> {
@@ -639,8 +663,15 @@ pub(crate) fn ingest(conn: &Connection, ops: &[StoredOp]) -> Result<ApplyReport>
             by_node.entry(s.op.node).or_default().push(s.op.clone());
         }
     }
+    if let Some(max) = by_node.values().flatten().map(|o| o.hlc).max() {
+        let cur = stored_clock(conn)?;
+        if cur.is_none_or(|c| (max.wall_ms, max.counter) > (c.wall_ms, c.counter)) {
+            conn.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES ('clock', ?1)")?
+                .execute([format!("{}.{}", max.wall_ms, max.counter)])?;
+        }
+    }
     for (node, mut new_ops) in by_node {
-        new_ops.sort_by(|a, b| a.hlc.cmp(&b.hlc));
+        new_ops.sort_by_key(|o| o.hlc);
         report.nodes_touched += 1;
         match NodeState::load(conn, node)? {
             None => fold_node(conn, node, None, new_ops)?,
@@ -698,7 +729,7 @@ fn base_lookup(conn: &Connection, node: NodeId, h: Hlc) -> Result<Option<String>
 
 /// Folds all of a node's ops from scratch and writes its rows (replacing any existing ones).
 fn fold_node(conn: &Connection, node: NodeId, rowid: Option<i64>, mut ops: Vec<Op>) -> Result<()> {
-    ops.sort_by(|a, b| a.hlc.cmp(&b.hlc));
+    ops.sort_by_key(|o| o.hlc);
     let texts: BTreeMap<Hlc, String> = ops
         .iter()
         .filter_map(|op| match &op.kind {

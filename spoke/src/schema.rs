@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Schema version 1.
 pub const V1: &str = r#"
+-- meta keys: owner_id, origin, schema_version, and clock (the greatest HLC held, "wall.counter").
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 
 -- The op log of every origin. seq is the op's position in its origin's chain (1-based).
@@ -24,7 +25,6 @@ CREATE TABLE ops(
     PRIMARY KEY (origin, seq)
 ) WITHOUT ROWID;
 CREATE INDEX ops_node ON ops(node, wall, counter, origin);
-CREATE INDEX ops_hlc ON ops(wall, counter);
 
 -- What the sync layer knows about each origin's chain on the hub.
 CREATE TABLE sync_state(
@@ -65,7 +65,6 @@ CREATE INDEX nodes_project ON nodes(project);
 CREATE INDEX nodes_conflicted ON nodes(conflicted) WHERE conflicted = 1;
 
 CREATE TABLE tags(node BLOB NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (node, tag)) WITHOUT ROWID;
-CREATE INDEX tags_tag ON tags(tag);
 
 CREATE TABLE links(
     node   BLOB NOT NULL,

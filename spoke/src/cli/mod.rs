@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{Completed, Undone};
@@ -384,14 +384,19 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    fn call<T: DeserializeOwned>(&mut self, method: &str, params: Value) -> Result<(T, Value)> {
+    fn call<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Result<(T, Value)> {
         let v = self.backend.call(method, params)?;
-        let t = serde_json::from_value(v.clone())
-            .with_context(|| format!("unexpected answer from {method}"))?;
+        let t = T::deserialize(&v).with_context(|| format!("unexpected answer from {method}"))?;
         Ok((t, v))
     }
     fn json(&mut self, v: &Value) -> Result<()> {
-        self.buf.push_str(&serde_json::to_string_pretty(v)?);
+        let mut bytes = Vec::with_capacity(1 << 16);
+        serde_json::to_writer_pretty(&mut bytes, v)?;
+        self.buf.push_str(&String::from_utf8_lossy(&bytes));
         self.buf.push('\n');
         Ok(())
     }
@@ -417,9 +422,15 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
     };
     let style = o.style.clone();
     match command {
-        Command::Sync(_) => bail!("heph sync does not run through a backend; it runs from heph's main"),
-        Command::Auth(_) => bail!("heph auth does not use the task store; it runs from heph's main"),
-        Command::Daemon(_) => bail!("heph daemon does not use the task store; it runs from heph's main"),
+        Command::Sync(_) => {
+            bail!("heph sync does not run through a backend; it runs from heph's main")
+        }
+        Command::Auth(_) => {
+            bail!("heph auth does not use the task store; it runs from heph's main")
+        }
+        Command::Daemon(_) => {
+            bail!("heph daemon does not use the task store; it runs from heph's main")
+        }
         Command::Task {
             title,
             project,
