@@ -17,6 +17,16 @@ use serde_json::Value;
 
 /// Builds (if needed) and locates the hephd binary of this workspace.
 fn hephd_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(build_hephd).clone()
+}
+
+/// `HEPH_HEPHD_BIN` if set, else builds hephd with cargo (a no-op when up to date) and returns
+/// `target/debug/hephd`.
+fn build_hephd() -> PathBuf {
+    if let Some(p) = std::env::var_os("HEPH_HEPHD_BIN") {
+        return PathBuf::from(p);
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
