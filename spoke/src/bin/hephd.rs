@@ -23,6 +23,9 @@ struct Cli {
     /// `--mode local` flags (`--socket`, `--owner-id`, `--oidc-*` are shared with the server flags).
     #[command(flatten)]
     local: heph_spoke::daemon::LocalArgs,
+    /// `--self-update-forge-url`, `--self-update-installer` (`--self-update` itself is in the hub's flags).
+    #[command(flatten)]
+    self_update: heph_spoke::selfupdate::SelfUpdateArgs,
 }
 
 fn main() {
@@ -41,6 +44,23 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Self-update status lives in the data directory (local) or beside --db (server); off unless --self-update.
+    let state_dir = match (cli.mode, &cli.hub.db, &cli.local.data_dir) {
+        (Mode::Server, Some(db), _) => db.parent().map(std::path::Path::to_path_buf),
+        (Mode::Local, _, Some(dir)) => Some(dir.clone()),
+        _ => heph_spoke::daemon::default_data_dir().ok(),
+    };
+    let _self_update = match &state_dir {
+        Some(dir) => Some(cli.self_update.start(
+            cli.hub.self_update,
+            cli.hub.self_update_interval_secs,
+            dir,
+        )?),
+        None if cli.hub.self_update => {
+            anyhow::bail!("--self-update needs HOME or --db/--data-dir for its status file")
+        }
+        None => None,
+    };
     match cli.mode {
         Mode::Server => {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -96,7 +96,7 @@ pub enum SelfUpdateError {
         expected: String,
     },
     /// The configured installer command line is invalid.
-    #[error("self-update installer: {0}")]
+    #[error("invalid self-update installer command line")]
     BadInstaller(#[from] CommandError),
     /// The poll interval is out of range.
     #[error("self-update interval {0} s is out of range; use 60 ..= 604800")]
@@ -497,7 +497,7 @@ impl SelfUpdateArgs {
         state_dir: &Path,
     ) -> Result<SelfUpdateHandle, SelfUpdateError> {
         split_command(&self.self_update_installer)?;
-        if !(60..=604_800).contains(&interval_secs) {
+        if enabled && !(60..=604_800).contains(&interval_secs) {
             return Err(SelfUpdateError::BadInterval(interval_secs));
         }
         let path = state_dir.join(STATUS_FILE);

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The default forge the self-updater polls (the workspace's `repository`).
-pub const DEFAULT_FORGE_URL: &str = env!("CARGO_PKG_REPOSITORY");
+/// The default forge the self-updater polls: the workspace's `repository` (a test keeps them equal).
+pub const DEFAULT_FORGE_URL: &str = "https://forge.eblu.me/eblume/hephaestus";
 /// The default self-update poll interval.
 pub const DEFAULT_SELF_UPDATE_INTERVAL_SECS: u64 = 600;
 

@@ -179,10 +179,9 @@ pub fn render_systemd(spec: &ServiceSpec) -> String {
     ));
     u.push_str("[Unit]\n");
     u.push_str(&format!("Description={}\n", spec.description));
-    u.push_str(concat!(
-        "Documentation=",
-        env!("CARGO_PKG_REPOSITORY"),
-        "/src/branch/main/docs/operations.md\n\n"
+    u.push_str(&format!(
+        "Documentation={}/src/branch/main/docs/operations.md\n\n",
+        super::config::DEFAULT_FORGE_URL
     ));
     u.push_str("[Service]\nType=simple\n");
     let mut exec = systemd_quote(&spec.program.to_string_lossy());

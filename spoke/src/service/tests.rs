@@ -799,3 +799,103 @@ fn supervisor_runs_restarts_and_stops_hephd_with_every_flag() {
     let log = f.read(".local/state/heph/test.heph.err.log");
     assert!(log.contains("restarting in"), "{log}");
 }
+
+// ---- deploy/ templates are renders of example configs (they cannot drift from the renderer) ------------
+
+/// The example hub config the deploy templates are rendered from (also shown in docs/operations.md).
+pub(crate) const TEMPLATE_HUB: &str = r#"
+mode = "server"
+http_addr = "127.0.0.1:8787"
+db = "~/.local/share/heph/heph.db"
+web_root = "~/.local/share/heph/web"
+oidc_issuer = "https://auth.example.org/application/o/heph/"
+oidc_audience = "heph"
+oidc_client_id = "heph"
+authorized_sub = ["REPLACE-WITH-YOUR-OIDC-SUB"]
+
+[self_update]
+enabled = true
+interval_secs = 600
+"#;
+
+/// The example spoke config the deploy templates are rendered from.
+pub(crate) const TEMPLATE_SPOKE: &str = r#"
+hub_url = "https://heph.example.org"
+oidc_issuer = "https://auth.example.org/application/o/heph/"
+oidc_client_id = "heph"
+"#;
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+#[test]
+fn deploy_templates_are_current_renders() {
+    let cases = [
+        (
+            TEMPLATE_HUB,
+            Os::MacOs,
+            "/Users/YOU",
+            "launchd/heph.hub.plist",
+        ),
+        (
+            TEMPLATE_SPOKE,
+            Os::MacOs,
+            "/Users/YOU",
+            "launchd/heph.spoke.plist",
+        ),
+        (
+            TEMPLATE_HUB,
+            Os::Linux,
+            "/home/YOU",
+            "systemd/heph.hub.service",
+        ),
+        (
+            TEMPLATE_SPOKE,
+            Os::Linux,
+            "/home/YOU",
+            "systemd/heph.spoke.service",
+        ),
+    ];
+    let bless = std::env::var_os("HEPH_BLESS").is_some();
+    for (text, os, home, file) in cases {
+        let c = parse(text).expect("template config");
+        let spec = ServiceSpec::from_config(
+            &c,
+            Path::new("~/.config/heph/config.toml"),
+            Path::new(home),
+            os,
+        );
+        let want = match os {
+            Os::MacOs => render_plist(&spec),
+            Os::Linux => render_systemd(&spec),
+        };
+        let path = deploy_dir().join(file);
+        if bless {
+            std::fs::write(&path, &want).expect("bless");
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            have, want,
+            "{file} is not the current render of its example config; run `HEPH_BLESS=1 cargo nextest run -p heph-spoke deploy_templates` and review the diff"
+        );
+        if os == Os::MacOs {
+            let d = plist_dict(&have);
+            assert_eq!(plist_argv(&d)[1..], c.hephd_args(Path::new(home))[..]);
+        }
+    }
+}
+
+#[test]
+fn the_default_forge_is_the_workspace_repository() {
+    let ws = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+        .expect("workspace manifest");
+    let line = ws
+        .lines()
+        .find(|l| l.trim_start().starts_with("repository"))
+        .expect("repository line");
+    assert!(
+        line.contains(&format!("\"{}\"", super::config::DEFAULT_FORGE_URL)),
+        "{line}"
+    );
+}
