@@ -2,7 +2,8 @@
 //! holding 1,000,000 ops of 3 origins (ops/s, peak RSS), propagation latency from a CLI write on spoke A
 //! to spoke B's daemon having applied it (p50/p99 over 200 writes), and an idle daemon's CPU use.
 //!
-//! `cargo bench -p heph-e2e --bench sync [-- bringup|latency|idle]`; `HEPH_BENCH_OPS` changes the
+//! `cargo bench -p heph-e2e --bench sync [-- bringup|latency|idle|tasks]` (`tasks`: heph's side of the
+//! TaskChampion 3.1 comparison, see `tests/tc-bench`); `HEPH_BENCH_OPS` changes the
 //! bring-up size. Figures go in docs/benchmarks.md ("## Sync").
 
 #[path = "../tests/sync_support/mod.rs"]
@@ -228,6 +229,61 @@ fn idle() {
     );
 }
 
+/// heph's side of the TaskChampion comparison: N tasks (title + tag) written by one spoke and pushed,
+/// then a fresh spoke's `heph sync` bring-up is timed (median of 3).
+fn tasks(sizes: &[usize]) {
+    use heph_spoke::api::{AddTask, add_task};
+    use heph_spoke::sync::{HttpHub, NoProgress, StaticToken, SyncOptions, sync_once};
+    for &n in sizes {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let hub = Hub::start(&tmp.path().join("hub"), None);
+        let path = tmp.path().join("writer.db");
+        let env = heph_spoke::SystemEnv;
+        let mut r = heph_spoke::Replica::open(path.to_str().expect("utf8"), &env).expect("open");
+        let t = Instant::now();
+        for i in 0..n {
+            let req = AddTask {
+                title: format!("benchmark task number {i} with a realistic title"),
+                tags: vec!["bench".into()],
+                ..AddTask::default()
+            };
+            add_task(&mut r, &env, &req).expect("add");
+        }
+        let ops = r.op_count().expect("count");
+        let cell = std::cell::RefCell::new(r);
+        let client = HttpHub::new(&hub.url(), std::rc::Rc::new(StaticToken(None))).expect("client");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(sync_once(
+            &cell,
+            &client,
+            &env,
+            &SyncOptions::default(),
+            &mut NoProgress,
+        ))
+        .expect("push");
+        eprintln!(
+            "heph: created and pushed {n} tasks ({ops} ops) in {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let s = Spoke::new();
+            let t = Instant::now();
+            s.ok(&["sync", "--hub-url", &hub.url()]);
+            times.push(t.elapsed().as_secs_f64());
+            assert_eq!(s.op_rows(), ops, "the fresh spoke holds every op");
+        }
+        let med = median(&mut times);
+        println!(
+            "heph bring-up of {n} tasks ({ops} ops, real hub over loopback, whole `heph sync` process): median {med:.3} s = {:.0} tasks/s",
+            n as f64 / med
+        );
+    }
+}
+
 fn main() {
     let which: Vec<String> = std::env::args()
         .skip(1)
@@ -242,5 +298,8 @@ fn main() {
     }
     if all || which.iter().any(|w| w == "idle") {
         idle();
+    }
+    if all || which.iter().any(|w| w == "tasks") {
+        tasks(&[10_000, 100_000]);
     }
 }

@@ -31,6 +31,17 @@ pub fn bins() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = bin_dir();
+        if std::env::var("HEPH_E2E_PREBUILT").as_deref() == Ok("1") {
+            // The caller built heph and hephd already (e.g. `cargo build --release -p heph-spoke --bins`).
+            for b in ["heph", "hephd"] {
+                assert!(
+                    dir.join(b).is_file(),
+                    "HEPH_E2E_PREBUILT=1 but {b} is not in {}",
+                    dir.display()
+                );
+            }
+            return dir;
+        }
         let profile = dir
             .file_name()
             .and_then(|n| n.to_str())
