@@ -224,6 +224,14 @@ pub async fn shutdown_signal() {
 
 /// Runs `hephd --mode server` with `args` until SIGTERM/SIGINT.
 pub async fn serve(args: HubArgs) -> Result<(), ServeError> {
+    serve_with(args, None).await
+}
+
+/// [`serve`], with extra `/healthz` fields and `/metrics` lines from the caller (the self-updater).
+pub async fn serve_with(
+    args: HubArgs,
+    extension: Option<Arc<dyn crate::server::StatusExtension>>,
+) -> Result<(), ServeError> {
     let dev_mode = args.oidc_issuer.is_none();
     if dev_mode && !args.http_addr.ip().is_loopback() {
         return Err(ServerError::DevModeNonLoopback {
@@ -231,7 +239,8 @@ pub async fn serve(args: HubArgs) -> Result<(), ServeError> {
         }
         .into());
     }
-    let config = args.config().await?;
+    let mut config = args.config().await?;
+    config.status_extension = extension;
     if config.dev_mode {
         tracing::warn!(
             "DEV MODE: no --oidc-issuer configured; every request is accepted without a token, and only loopback addresses may be bound"

@@ -93,6 +93,8 @@ pub struct HubState {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// The PWA's login relay (`POST /auth/device`, `POST /auth/token`), see `relay.rs`.
     pub(crate) relay: crate::relay::Relay,
+    /// Extra `/healthz` fields and `/metrics` lines (see [`crate::server::StatusExtension`]).
+    pub(crate) extension: Option<Arc<dyn crate::server::StatusExtension>>,
 }
 
 const KIB: u64 = 1024;
@@ -120,6 +122,7 @@ impl HubState {
             upload_budget: Semaphore::new(permits as usize),
             shutdown,
             relay,
+            extension: None,
         }
     }
 
@@ -478,7 +481,14 @@ fn auth_error(state: &HubState, e: &AuthError) -> Resp {
 
 async fn healthz(state: &HubState) -> Resp {
     match state.log.store().check().await {
-        Ok(()) => json_resp(StatusCode::OK, &json!({"status": "ok"})),
+        Ok(()) => {
+            let mut body = serde_json::Map::new();
+            body.insert("status".into(), json!("ok"));
+            if let Some(ext) = &state.extension {
+                body.extend(ext.healthz_fields());
+            }
+            json_resp(StatusCode::OK, &serde_json::Value::Object(body))
+        }
         Err(e) => store_error(&e),
     }
 }
@@ -503,6 +513,9 @@ fn config(state: &HubState) -> Resp {
 fn metrics(state: &HubState) -> Resp {
     let mut text = state.metrics.render(state.log.totals());
     text.push_str(&state.auth.metrics_text());
+    if let Some(ext) = &state.extension {
+        text.push_str(&ext.metrics_text());
+    }
     let mut r = Response::new(full(text));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

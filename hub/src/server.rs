@@ -49,6 +49,8 @@ pub struct HubConfig {
     pub self_update: bool,
     /// Self-update poll interval in seconds.
     pub self_update_interval_secs: u64,
+    /// Extra `/healthz` fields and `/metrics` lines from the layer that runs the hub (the self-updater).
+    pub status_extension: Option<Arc<dyn StatusExtension>>,
     /// TLS certificate chain (PEM); with `tls_key`, `serve_tcp` serves HTTPS (see `crate::tls`).
     pub tls_cert: Option<PathBuf>,
     /// TLS key path.
@@ -83,6 +85,7 @@ impl HubConfig {
             required_group: None,
             self_update: false,
             self_update_interval_secs: 600,
+            status_extension: None,
             tls_cert: None,
             tls_key: None,
             limits: DecodeLimits::DEFAULT,
@@ -93,6 +96,15 @@ impl HubConfig {
             shutdown_grace: Duration::from_secs(30),
         }
     }
+}
+
+/// Status that the layer running the hub adds to `/healthz` and `/metrics` (the daemon's self-updater:
+/// `heph_spoke::selfupdate::SelfUpdateHandle`). The hub does not interpret it.
+pub trait StatusExtension: Send + Sync + std::fmt::Debug {
+    /// Fields merged into the `/healthz` JSON object (e.g. `"self_update": {…}`).
+    fn healthz_fields(&self) -> serde_json::Map<String, serde_json::Value>;
+    /// Prometheus text-format lines (with `# HELP`/`# TYPE`) appended to `/metrics`.
+    fn metrics_text(&self) -> String;
 }
 
 /// Why the hub could not run.
@@ -184,14 +196,16 @@ impl Hub {
             client_id: config.oidc_client_id.clone(),
             dev_mode: config.dev_mode,
         };
-        let state = Arc::new(HubState::new(
+        let mut state = HubState::new(
             Arc::new(log),
             Arc::clone(&config.authenticator),
             public,
             web_root,
             config.http,
             shutdown_rx,
-        ));
+        );
+        state.extension = config.status_extension.clone();
+        let state = Arc::new(state);
         Ok(Hub {
             state,
             config,
@@ -224,7 +238,8 @@ impl Hub {
             return Err(ServerError::DevModeNonLoopback { addr });
         }
         if let Some(tls) = &self.tls {
-            let tls = crate::tls::TlsListener::new(listener, Arc::clone(tls), self.config.header_timeout);
+            let tls =
+                crate::tls::TlsListener::new(listener, Arc::clone(tls), self.config.header_timeout);
             return self.serve_with(tls, shutdown).await;
         }
         self.serve_with(listener, shutdown).await

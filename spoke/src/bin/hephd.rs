@@ -50,7 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         (Mode::Local, _, Some(dir)) => Some(dir.clone()),
         _ => heph_spoke::daemon::default_data_dir().ok(),
     };
-    let _self_update = match &state_dir {
+    let self_update = match &state_dir {
         Some(dir) => Some(cli.self_update.start(
             cli.hub.self_update,
             cli.hub.self_update_interval_secs,
@@ -66,7 +66,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(heph_hub::args::serve(cli.hub))?;
+            let extension = self_update.clone().map(|h| {
+                std::sync::Arc::new(h) as std::sync::Arc<dyn heph_hub::server::StatusExtension>
+            });
+            rt.block_on(heph_hub::args::serve_with(cli.hub, extension))?;
             Ok(())
         }
         Mode::Local => {

@@ -429,6 +429,19 @@ impl SelfUpdateHandle {
     }
 }
 
+/// The hub shows the self-updater in `/healthz` (`"self_update": {…}`) and `/metrics`.
+impl heph_hub::server::StatusExtension for SelfUpdateHandle {
+    fn healthz_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("self_update".into(), self.healthz_json());
+        m
+    }
+
+    fn metrics_text(&self) -> String {
+        self.prometheus()
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
