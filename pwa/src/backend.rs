@@ -61,7 +61,13 @@ fn sync_error(e: &SyncError) -> PwaError {
     };
     // The fetch layer's errors carry a JavaScript stack trace after the first line: keep one line.
     let text = e.to_string();
-    let mut message: String = text.lines().next().unwrap_or_default().chars().take(240).collect();
+    let mut message: String = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(240)
+        .collect();
     if code == "offline" {
         message = format!("the hub cannot be reached (offline, or the hub is down): {message}");
     }
@@ -75,6 +81,11 @@ impl Backend {
     /// Opens (or creates) the replica file `name` on the default VFS (the OPFS pool once installed).
     pub(crate) fn open(name: &str, env: BrowserEnv) -> Result<Backend, PwaError> {
         let replica = Replica::open(name, &env).map_err(open_error)?;
+        // A larger page cache (32 MiB) keeps index pages in memory during bring-up; OPFS reads are the slow part.
+        replica
+            .connection()
+            .execute_batch("PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;")
+            .map_err(|e| PwaError::from_sqlite_text(&e.to_string()))?;
         Ok(Backend {
             replica: Rc::new(RefCell::new(replica)),
             env,

@@ -52,10 +52,12 @@ out.transfer = size;
 console.log(`transfer: ${size.files} files, ${(size.raw / 1e6).toFixed(2)} MB raw, ${(size.gz / 1e6).toFixed(3)} MB gzipped (wasm ${(size.wasmGz / 1e6).toFixed(3)} MB gzipped)`);
 
 let hub = await h.startHub();
+let b;
 try {
-  // 2 + 3: a replica with 10,000 tasks.
+  // 2 + 3: a replica with 10,000 tasks (HEPH_BENCH_ONLY=bringup skips to 4).
+  if (process.env.HEPH_BENCH_ONLY !== 'bringup') {
   const profile = h.tempDir('heph-bench-');
-  let b = await h.launch(profile);
+  b = await h.launch(profile);
   await b.page.goto(hub.url);
   await h.appState(b.page, 60000);
   const t0 = Date.now();
@@ -101,6 +103,7 @@ try {
   out.captureConfirmedMs = median(conf);
   console.log(`capture (10k tasks): visible median ${out.captureVisibleMs.toFixed(1)} ms, confirmed in the list median ${out.captureConfirmedMs.toFixed(1)} ms`);
   await b.close();
+  }
 
   // 4: bring-up from a second hub (the first one's owner is the benchmark profile's).
   await hub.stop();
@@ -114,6 +117,12 @@ try {
   h.heph(native, ['sync', '--hub-url', hub.base]);
   const ops = h.heph(native, ['info', '--json'], { json: true }).ops;
   console.log(`native: ${n} tasks = ${ops} ops imported and pushed in ${Date.now() - t1} ms`);
+  // The same bring-up by a fresh native spoke (debug or release `heph`, whichever harness.binPath finds), for the ratio.
+  const fresh = h.tempDir('heph-bench-fresh-');
+  t1 = Date.now();
+  h.heph(fresh, ['sync', '--hub-url', hub.base]);
+  out.nativeBringUpOpsPerSec = ops / ((Date.now() - t1) / 1000);
+  console.log(`native bring-up (${h.binPath('heph')}): ${ops} ops in ${Date.now() - t1} ms (whole process)`);
   const rates = [];
   for (let i = 0; i < Math.min(RUNS, 3); i += 1) {
     b = await h.launch(h.tempDir('heph-bench-'));
