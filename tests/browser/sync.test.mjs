@@ -145,3 +145,44 @@ test('a hub that is down: changes are kept, the status says so, and they go out 
     await b.close();
   }
 });
+
+test('an overlapping context edit is shown as a conflict in the PWA until a later edit resolves it', async (t) => {
+  if (!need(t)) return;
+  const native = h.tempDir('heph-native-');
+  const b = await h.launch(h.tempDir('heph-prof-'));
+  try {
+    await b.page.goto(hub.url);
+    assert.equal(await h.appState(b.page), 'ready');
+    h.heph(native, ['sync', '--hub-url', hub.base]);
+    await synced(b.page);
+    const made = await rpc(b.page, 'task.add', { title: 'Conflicting notes', do_date: 'today', context: 'alpha\nbeta\ngamma\n' });
+    await synced(b.page);
+    await waitFor(() => { h.heph(native, ['sync']); return h.heph(native, ['list', '--json'], { json: true }).some((x) => x.id === made.id); }, 'native sees the task');
+    await b.context.setOffline(true);
+    await rpc(b.page, 'task.context', { id: made.id, body: 'alpha\nbeta from the phone\ngamma\n' });
+    h.heph(native, ['context', made.id, '--body', 'alpha\nbeta from the laptop\ngamma\n']);
+    h.heph(native, ['sync']);
+    const t0 = Date.now();
+    await b.context.setOffline(false);
+    await synced(b.page, t0, 40000);
+    const phone = await rpc(b.page, 'task.show', { id: made.id });
+    assert.equal(phone.conflicted, true, JSON.stringify(phone));
+    assert.match(phone.context, /beta from the phone/);
+    assert.match(phone.context, /beta from the laptop/);
+    assert.deepEqual((await rpc(b.page, 'conflicts', {})).map((x) => x.id), [made.id]);
+    await b.page.click('.tabs button[data-view=next]');
+    await b.page.click('.tabs button[data-view=today]');
+    await b.page.click(`#list li[data-id="${made.id}"]`);
+    await b.page.waitForSelector('#detail-conflict:not([hidden])');
+    await h.shot(b.page, 'conflict');
+    // Resolving: a later edit from the PWA clears the flag everywhere.
+    await b.page.fill('#context', 'alpha\nbeta from both\ngamma\n');
+    await b.page.click('#context-save');
+    await b.page.waitForSelector('#detail-conflict', { state: 'hidden' });
+    await synced(b.page, Date.now() - 1, 40000);
+    h.heph(native, ['sync']);
+    assert.equal(h.heph(native, ['show', made.id, '--json'], { json: true }).conflicted, false);
+  } finally {
+    await b.close();
+  }
+});
