@@ -37,7 +37,29 @@ async function open() {
   }
 }
 
-const loaded = init().then(open, (e) => {
+// One worker per profile owns the OPFS pool: a second tab waits for nothing and says why instead of
+// failing on the pool's access handles. The lock is held for the worker's whole life.
+function exclusive() {
+  if (!self.navigator.locks) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    self.navigator.locks.request('heph-replica', { ifAvailable: true }, (lock) => {
+      resolve(!!lock);
+      return lock ? new Promise(() => {}) : undefined;
+    });
+  });
+}
+
+async function start() {
+  if (!(await exclusive())) {
+    openError = { code: 'other_tab', message: 'heph is already open in another tab or window of this browser',
+                  hint: 'Use that tab, or close it and reload this one. Captures made here are kept.' };
+    post({ event: 'open_failed', error: openError });
+    return;
+  }
+  await open();
+}
+
+const loaded = init().then(start, (e) => {
   openError = parseErr(e);
   post({ event: 'open_failed', error: openError });
 });

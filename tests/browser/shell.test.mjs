@@ -313,3 +313,25 @@ test('a pasted token that is garbage or expired is refused with a clear message'
     await b.close();
   }
 });
+
+test('a second tab of the same profile says the app is open elsewhere and keeps its captures', async (t) => {
+  if (!need(t)) return;
+  const b = await openApp(h.tempDir('heph-prof-'));
+  try {
+    assert.equal(b.state, 'ready');
+    const second = await b.context.newPage();
+    await second.goto(hub.url);
+    assert.equal(await h.appState(second), 'failed');
+    assert.match(await second.textContent('#banner'), /already open in another tab/);
+    await second.fill('#capture-text', 'from the second tab');
+    await second.click('#capture-add');
+    await second.waitForFunction(() => !document.querySelector('#outbox').hidden);
+    await second.close();
+    // The first tab still works, and picks the outbox capture up on its next load (same localStorage).
+    await b.page.reload();
+    assert.equal(await h.appState(b.page), 'ready');
+    await b.page.waitForFunction(() => [...document.querySelectorAll('#list .title')].some((e) => e.textContent === 'from the second tab'), null, { timeout: 15000 });
+  } finally {
+    await b.close();
+  }
+});
