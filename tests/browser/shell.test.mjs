@@ -335,3 +335,25 @@ test('a second tab of the same profile says the app is open elsewhere and keeps 
     await b.close();
   }
 });
+
+test('voice capture is offered only where the Web Speech API exists', async (t) => {
+  if (!need(t)) return;
+  let b = await openApp(h.tempDir('heph-prof-'));
+  try {
+    const has = await b.page.evaluate(() => !!(window.SpeechRecognition || window.webkitSpeechRecognition));
+    assert.equal(await b.page.locator('#capture-voice').isVisible(), has);
+  } finally {
+    await b.close();
+  }
+  b = await h.launch(h.tempDir('heph-prof-'));
+  try {
+    await b.context.addInitScript(() => { delete window.SpeechRecognition; delete window.webkitSpeechRecognition; });
+    await b.page.goto(hub.url);
+    assert.equal(await h.appState(b.page), 'ready');
+    assert.equal(await b.page.locator('#capture-voice').isVisible(), false, 'hidden without the API');
+    assert.equal(await b.page.locator('#capture-add').isVisible(), true, 'text capture still there');
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await b.close();
+  }
+});
