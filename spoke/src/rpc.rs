@@ -224,6 +224,40 @@ fn out<T: Serialize>(v: T) -> Result<Value, RpcError> {
     serde_json::to_value(v).map_err(|e| RpcError::new("internal", e.to_string()))
 }
 
+/// Like [`dispatch`], but answers with pretty-printed JSON text. List-shaped answers are serialised straight
+/// from their typed views (no intermediate `Value`), which is what keeps `heph list --json` fast.
+pub fn dispatch_text(
+    replica: &mut Replica,
+    env: &dyn Env,
+    method: &str,
+    p: Value,
+) -> Result<String, RpcError> {
+    fn text<T: Serialize>(v: &T) -> Result<String, RpcError> {
+        serde_json::to_string_pretty(v).map_err(|e| RpcError::new("internal", e.to_string()))
+    }
+    match method {
+        "task.list" => text(&model::list(
+            replica,
+            env,
+            &params::<ListFilter>(method, p)?,
+        )?),
+        "task.next" => {
+            let l: LimitParams = params(method, p)?;
+            text(&model::next(replica, env, l.limit.unwrap_or(10))?)
+        }
+        "search" => {
+            let s: SearchParams = params(method, p)?;
+            text(&model::search(
+                replica,
+                env,
+                &s.query,
+                s.limit.unwrap_or(20),
+            )?)
+        }
+        _ => text(&dispatch(replica, env, method, p)?),
+    }
+}
+
 /// Calls `method` with JSON `params` against the replica. Errors leave the store unchanged.
 pub fn dispatch(
     replica: &mut Replica,

@@ -10,6 +10,12 @@ use crate::rpc::{self, RpcError};
 pub trait Backend {
     /// Calls `method` with JSON `params`.
     fn call(&mut self, method: &str, params: Value) -> Result<Value, RpcError>;
+
+    /// Calls `method` and returns the answer as pretty-printed JSON text.
+    fn call_text(&mut self, method: &str, params: Value) -> Result<String, RpcError> {
+        let v = self.call(method, params)?;
+        serde_json::to_string_pretty(&v).map_err(|e| RpcError::new("internal", e.to_string()))
+    }
 }
 
 /// Runs every call against a replica opened by this process.
@@ -29,5 +35,9 @@ impl<E: Env> InProcess<E> {
 impl<E: Env> Backend for InProcess<E> {
     fn call(&mut self, method: &str, params: Value) -> Result<Value, RpcError> {
         rpc::dispatch(&mut self.replica, &self.env, method, params)
+    }
+
+    fn call_text(&mut self, method: &str, params: Value) -> Result<String, RpcError> {
+        rpc::dispatch_text(&mut self.replica, &self.env, method, params)
     }
 }

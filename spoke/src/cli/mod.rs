@@ -388,15 +388,14 @@ impl Out<'_> {
         &mut self,
         method: &str,
         params: Value,
-    ) -> Result<(T, Value)> {
-        let v = self.backend.call(method, params)?;
-        let t = T::deserialize(&v).with_context(|| format!("unexpected answer from {method}"))?;
-        Ok((t, v))
+    ) -> Result<(T, String)> {
+        let text = self.backend.call_text(method, params)?;
+        let t = serde_json::from_str(&text)
+            .with_context(|| format!("unexpected answer from {method}"))?;
+        Ok((t, text))
     }
-    fn json(&mut self, v: &Value) -> Result<()> {
-        let mut bytes = Vec::with_capacity(1 << 16);
-        serde_json::to_writer_pretty(&mut bytes, v)?;
-        self.buf.push_str(&String::from_utf8_lossy(&bytes));
+    fn json(&mut self, text: &str) -> Result<()> {
+        self.buf.push_str(text);
         self.buf.push('\n');
         Ok(())
     }
