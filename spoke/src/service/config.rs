@@ -238,9 +238,18 @@ impl Config {
 
     /// Parses and validates config text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " | "),
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let src = text.lines().nth(line - 1).unwrap_or("").trim();
+                format!("line {line}, column {col} (`{src}`): ")
+            });
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("{}{}", at.unwrap_or_default(), e.message().trim_end()),
+            }
         })?;
         config.validate(path)?;
         Ok(config)
