@@ -271,7 +271,10 @@ pub fn clone_store(
     refuse_if_exists(dst)?;
     let (_, _, source_origin) = check_heph_store(src)?;
     refuse_if_held(src, socket)?;
-    if let Some(dir) = dst.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+    if let Some(dir) = dst
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.is_dir())
+    {
         return Err(SeedError::Missing {
             path: dir.to_path_buf(),
         });

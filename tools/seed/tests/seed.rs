@@ -553,7 +553,10 @@ fn hub_import_writes_chains_the_device_later_pushes_identically() {
     // More ops on the device, then import again: the chain continues from the hub's head.
     ok(&heph(&dev_dir, &["task", "One more"]));
     let more = ok(&seed(&["hub-import", "--from", d, "--store", &store_url]));
-    assert!(more.contains("wrote 1 segment(s)") && !more.contains("/ 0 op(s)"), "{more}");
+    assert!(
+        more.contains("wrote 1 segment(s)") && !more.contains("/ 0 op(s)"),
+        "{more}"
+    );
 
     // A real hub on that store; the device syncs: its own pushes are identical re-uploads, no fork.
     let (_hub, url) = start_hub(tmp.path());
@@ -606,7 +609,10 @@ fn a_clone_syncs_as_a_new_origin_without_a_fork() {
     ]));
     ok(&heph(&b_dir, &["task", "Written on the clone"]));
     let out = ok(&sync(&b_dir, &url));
-    assert!(!out.contains("pushed 0 ops") && out.contains("all 2 origins match"), "{out}");
+    assert!(
+        !out.contains("pushed 0 ops") && out.contains("all 2 origins match"),
+        "{out}"
+    );
     ok(&heph(&a_dir, &["task", "Written on the original"]));
     ok(&sync(&a_dir, &url));
     ok(&sync(&b_dir, &url));
