@@ -1,5 +1,7 @@
 //! CLI tests: the real `heph` binary in temporary data directories, as a user runs it.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

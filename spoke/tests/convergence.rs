@@ -3,6 +3,8 @@
 //! duplicates; after a full exchange every replica has the same digest and the same `task.list` JSON,
 //! and a rebuild from the op log reproduces it. 300 cases in CI; `HEPH_LONG_TESTS=1` runs 3000.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use heph_spoke::api::{self, AddTask, ContextEdit, EditTask};
 use heph_spoke::model::{self, ListFilter};
 use heph_spoke::{Replica, StoredOp, TestEnv, rpc};

@@ -1,5 +1,7 @@
 //! Merge-rule unit tests: one per rule of the brief, each with two or more replicas exchanging ops.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use heph_format::Origin;
 use heph_spoke::api::{self, AddTask, ContextEdit, EditTask};
 use heph_spoke::model::{self, ListFilter};

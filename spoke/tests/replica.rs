@@ -1,6 +1,8 @@
 //! Replica tests: schema migration from version 1, open/owner rules, the sync-facing API
 //! (ops_since, apply_foreign with its cursor, duplicates, forks) and the store on a real SQLite file.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use heph_format::{Field, NodeId, Op, OpKind, Origin, OwnerId, SegmentId};
 use heph_spoke::api::{self, AddTask};
 use heph_spoke::schema::{SCHEMA_VERSION, V1};
