@@ -352,10 +352,10 @@ fn finish(
         );
     }
     let mut next = None;
-    if cur.state == TaskState::Outstanding && state != TaskState::Dropped || skip {
-        if let Some(rule) = &cur.recurrence {
-            next = Some(next_occurrence(&mut b, &cur, rule)?);
-        }
+    if (cur.state == TaskState::Outstanding && state != TaskState::Dropped || skip)
+        && let Some(rule) = &cur.recurrence
+    {
+        next = Some(next_occurrence(&mut b, &cur, rule)?);
     }
     b.commit(if skip {
         "skip"
@@ -481,12 +481,12 @@ pub fn context(replica: &mut Replica, env: &dyn Env, req: &ContextEdit) -> Resul
         (None, Some(body)) => Some(body.clone()),
         (None, None) => None,
     };
-    if let Some(text) = new {
-        if text != cur.context {
-            let mut b = Batch::new(replica, env);
-            write_context(&mut b, &cur, text)?;
-            b.commit("context")?;
-        }
+    if let Some(text) = new
+        && text != cur.context
+    {
+        let mut b = Batch::new(replica, env);
+        write_context(&mut b, &cur, text)?;
+        b.commit("context")?;
     }
     model::node_detail(replica, env, id)
 }
@@ -575,12 +575,12 @@ pub fn project_id(name: &str) -> NodeId {
 pub fn add_project(replica: &mut Replica, env: &dyn Env, name: &str) -> Result<NodeView> {
     let name = clean_title(name)?;
     let id = project_id(&name);
-    if let Some(cur) = NodeState::load(replica.connection(), id)? {
-        if !cur.deleted {
-            return Err(SpokeError::NotApplicable(format!(
-                "project {name:?} already exists"
-            )));
-        }
+    if let Some(cur) = NodeState::load(replica.connection(), id)?
+        && !cur.deleted
+    {
+        return Err(SpokeError::NotApplicable(format!(
+            "project {name:?} already exists"
+        )));
     }
     let mut b = Batch::new(replica, env);
     b.push(

@@ -151,10 +151,10 @@ impl Rule {
                 }
                 return Err(bad());
             }
-            if n == 1 {
-                if let Ok(r) = Rule::weekday_list(u) {
-                    return Ok(r);
-                }
+            if n == 1
+                && let Ok(r) = Rule::weekday_list(u)
+            {
+                return Ok(r);
             }
             return Err(bad());
         }
