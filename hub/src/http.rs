@@ -918,7 +918,7 @@ async fn stream(state: &Arc<HubState>, params: &[(String, String)]) -> Resp {
         .copied()
         .filter(|o| only.is_empty() || only.contains(o))
         .collect();
-    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
     let st = Arc::clone(state);
     tokio::spawn(async move {
         if tx
@@ -946,7 +946,7 @@ async fn stream(state: &Arc<HubState>, params: &[(String, String)]) -> Resp {
                         let log = Arc::clone(&log);
                         async move { (p, log.blob(p.hash).await) }
                     })
-                    .buffered(8);
+                    .buffered(32);
                 while let Some((p, got)) = blobs.next().await {
                     let bytes = match got {
                         Ok(Some(b)) => b,
@@ -959,12 +959,12 @@ async fn stream(state: &Arc<HubState>, params: &[(String, String)]) -> Resp {
                             return;
                         }
                     };
-                    let mut head = BytesMut::with_capacity(36);
-                    head.put_u32_le(bytes.len() as u32);
-                    head.put_slice(&p.hash.0);
-                    if tx.send(Ok(Frame::data(head.freeze()))).await.is_err()
-                        || tx.send(Ok(Frame::data(bytes))).await.is_err()
-                    {
+                    // One frame per segment: length, id, bytes.
+                    let mut frame = BytesMut::with_capacity(36 + bytes.len());
+                    frame.put_u32_le(bytes.len() as u32);
+                    frame.put_slice(&p.hash.0);
+                    frame.put_slice(&bytes);
+                    if tx.send(Ok(Frame::data(frame.freeze()))).await.is_err() {
                         return;
                     }
                 }

@@ -23,12 +23,19 @@ pub fn origin(n: u16) -> Origin {
 pub fn ops(origin: Origin, wall_ms: u64, count: usize, payload: usize, salt: u64) -> Vec<Op> {
     (0..count)
         .map(|i| {
+            let mut x = salt
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add((i as u64) << 32);
             let text: String = (0..payload)
-                .map(|j| {
-                    // A cheap deterministic mix so zstd cannot squeeze the payload to nothing.
-                    let x =
-                        (salt ^ (i as u64) << 20 ^ j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                    char::from(b'a' + (x >> 59) as u8 % 26)
+                .map(|_| {
+                    // splitmix64: a cheap deterministic stream that zstd cannot squeeze much
+                    // (about 4.7 bits per character survive compression).
+                    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                    let mut z = x;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                    z ^= z >> 31;
+                    char::from(b'a' + (z % 26) as u8)
                 })
                 .collect();
             Op {

@@ -930,3 +930,102 @@ async fn graceful_shutdown_finishes_an_inflight_upload() {
     let heads = hub_state.log().heads().await.expect("heads");
     assert_eq!(heads.origins.get(&origin(1)).map(|h| h.hash), Some(s.id));
 }
+
+/// A store whose backend is down: every call fails.
+#[derive(Debug)]
+struct DownStore;
+
+#[async_trait]
+impl SegmentStore for DownStore {
+    fn describe(&self) -> String {
+        "down:".into()
+    }
+    async fn put_blob(&self, _: SegmentId, _: bytes::Bytes) -> Result<(), heph_hub::StoreError> {
+        Err(heph_hub::StoreError::Backend("connection refused".into()))
+    }
+    async fn get_blob(&self, _: SegmentId) -> Result<Option<bytes::Bytes>, heph_hub::StoreError> {
+        Err(heph_hub::StoreError::Backend("connection refused".into()))
+    }
+    async fn put_position(
+        &self,
+        _: heph_format::OwnerId,
+        _: heph_format::Origin,
+        _: &heph_hub::Position,
+    ) -> Result<heph_hub::PutOutcome, heph_hub::StoreError> {
+        Err(heph_hub::StoreError::Backend("connection refused".into()))
+    }
+    async fn get_position(
+        &self,
+        _: heph_format::OwnerId,
+        _: heph_format::Origin,
+        _: u64,
+    ) -> Result<Option<heph_hub::Position>, heph_hub::StoreError> {
+        Err(heph_hub::StoreError::Backend("connection refused".into()))
+    }
+    async fn list_positions(
+        &self,
+        _: heph_format::OwnerId,
+        _: heph_format::Origin,
+        _: u64,
+        _: usize,
+    ) -> Result<Vec<u64>, heph_hub::StoreError> {
+        Err(heph_hub::StoreError::Backend("connection refused".into()))
+    }
+    async fn list_origins(
+        &self,
+        _: heph_format::OwnerId,
+    ) -> Result<Vec<heph_format::Origin>, heph_hub::StoreError> {
+        Err(heph_hub::StoreError::Backend("connection refused".into()))
+    }
+    async fn claim_owner(
+        &self,
+        _: heph_format::OwnerId,
+    ) -> Result<heph_format::OwnerId, heph_hub::StoreError> {
+        Err(heph_hub::StoreError::Backend("connection refused".into()))
+    }
+    async fn owner(&self) -> Result<Option<heph_format::OwnerId>, heph_hub::StoreError> {
+        // Opening the hub reads the owner; let that succeed so the hub starts.
+        Ok(None)
+    }
+    async fn check(&self) -> Result<(), heph_hub::StoreError> {
+        Err(heph_hub::StoreError::Backend("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn store_down_is_503_and_long_poll_limit_is_503_busy() {
+    let mut cfg = memory_config();
+    cfg.store = Arc::new(DownStore);
+    let hub = TestHub::start(cfg).await;
+    let a = hub.addr;
+    let r = get(a, "/healthz").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "store_unavailable");
+    assert!(r.header("retry-after").is_some());
+    let s = segment(owner(1), origin(1), 1, None, 1, 10, 1);
+    let r = push(a, &s).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (503, "store_unavailable".into())
+    );
+    let r = get(a, &format!("/sync/v1/blobs/{}", s.id)).await;
+    assert_eq!(r.status, 503);
+    hub.stop().await;
+
+    let mut cfg = memory_config();
+    cfg.http.max_long_polls = 1;
+    let hub = TestHub::start(cfg).await;
+    let a = hub.addr;
+    let tag = get(a, "/sync/v1/heads").await.json()["tag"]
+        .as_str()
+        .expect("tag")
+        .to_owned();
+    let path = format!("/sync/v1/wait?tag={tag}&timeout_secs=3");
+    let p2 = path.clone();
+    let first = tokio::spawn(async move { get(a, &p2).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = get(a, &path).await;
+    assert_eq!((r.status, r.json()["error"].clone()), (503, "busy".into()));
+    assert_eq!(first.await.expect("join").status, 200);
+    hub.stop().await;
+}
