@@ -128,6 +128,7 @@ struct Counters {
     jwks_fetches: AtomicU64,
     jwks_fetch_errors: AtomicU64,
     refetch_rate_limited: AtomicU64,
+    cache_hits: AtomicU64,
     by_reason: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
@@ -150,7 +151,13 @@ pub struct OidcVerifier {
     /// Time of the last unknown-`kid` refetch; held across the refetch so concurrent callers wait for it.
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
     counters: Counters,
+    /// Tokens that passed every check, by blake3 of the token: a hit skips the signature check (only
+    /// `exp` is re-checked). Cleared whenever the key set is replaced; emptied when full.
+    accepted_cache: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedToken>>,
 }
+
+/// Most tokens kept in the accepted-token cache.
+const ACCEPTED_CACHE_MAX: usize = 4096;
 
 #[derive(Debug, Deserialize)]
 struct RawHeader {
@@ -185,6 +192,7 @@ impl OidcVerifier {
             http,
             last_refetch: tokio::sync::Mutex::new(None),
             counters: Counters::default(),
+            accepted_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -229,6 +237,10 @@ impl OidcVerifier {
                     jwks_uri,
                     keys: Arc::new(set),
                 };
+                self.accepted_cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 Ok(())
             }
             Err(e) => {
@@ -328,6 +340,34 @@ impl OidcVerifier {
                 "longer than {MAX_TOKEN_LEN} bytes"
             )));
         }
+        let digest = *blake3::hash(token.as_bytes()).as_bytes();
+        {
+            let mut cache = self
+                .accepted_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(hit) = cache.get(&digest) {
+                if hit.exp + self.cfg.leeway.as_secs() >= now_secs() {
+                    self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(hit.clone());
+                }
+                cache.remove(&digest);
+                return Err(VerifyError::Expired);
+            }
+        }
+        let verified = self.verify_uncached(token).await?;
+        let mut cache = self
+            .accepted_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= ACCEPTED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(digest, verified.clone());
+        Ok(verified)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
         let mut parts = token.split('.');
         let (Some(h64), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -532,6 +572,11 @@ impl OidcVerifier {
             "heph_auth_jwks_fetch_errors_total",
             "Failed discovery/JWKS fetches.",
             c.jwks_fetch_errors.load(Ordering::Relaxed),
+        );
+        line(
+            "heph_auth_cache_hits_total",
+            "Tokens accepted from the verified-token cache (no signature check).",
+            c.cache_hits.load(Ordering::Relaxed),
         );
         line(
             "heph_auth_jwks_refetch_rate_limited_total",
