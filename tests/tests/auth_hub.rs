@@ -253,6 +253,11 @@ async fn attack_matrix_each_row_refused_precisely() {
         200,
         "minted valid token refused"
     );
+    assert_eq!(
+        hub.heads(Some(&good)).await.0,
+        200,
+        "cached valid token refused"
+    );
     let (msg, sig) = good.rsplit_once('.').expect("jws");
     let mut sig_bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(sig)
@@ -363,8 +368,13 @@ async fn attack_matrix_each_row_refused_precisely() {
         "token for this hub's owner"
     );
 
-    // Refusals are counted by reason.
+    // Refusals are counted by reason; the repeated valid tokens came from the accepted-token cache.
     let m = hub.verifier.render_metrics();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("heph_auth_cache_hits_total ") && !l.ends_with(" 0")),
+        "no cache hits:\n{m}"
+    );
     for reason in [
         "alg_not_allowed",
         "bad_signature",
