@@ -21,8 +21,8 @@ pub mod relay;
 pub mod server;
 mod static_files;
 pub mod store;
-pub mod tls;
 pub mod testkit;
+pub mod tls;
 
 pub use authn::{AuthError, Authenticator, Caller, DevAuthenticator};
 pub use log::{PushError, PushOutcome, SegmentLog};
