@@ -210,6 +210,49 @@ async fn heph_auth_login_binary_end_to_end_then_hub_accepts_the_token() {
         );
     }
 
+    // The new device now syncs with nothing but the login: a task written here reaches the hub.
+    let out = Command::new(&heph)
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["task", "Written after login"])
+        .output()
+        .expect("task");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tokio::task::block_in_place(|| {
+        Command::new(&heph)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["sync", "--hub-url", &hub.url])
+            .env("HEPH_NO_AUTO_RELOGIN", "1")
+            .output()
+    })
+    .expect("sync");
+    assert!(
+        out.status.success(),
+        "heph sync after login failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heads: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/sync/v1/heads", hub.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("heads")
+        .json()
+        .await
+        .expect("heads json");
+    let origins = heads["origins"].as_object().expect("origins");
+    assert_eq!(origins.len(), 1, "{heads}");
+    assert!(
+        origins.values().all(|h| h["last_seq"].as_u64() >= Some(1)),
+        "{heads}"
+    );
+
     let out = Command::new(&heph)
         .arg("--data-dir")
         .arg(data.path())
