@@ -265,7 +265,9 @@ pub fn offer_relogin(args: &LoginArgs, data_dir: &Path) -> Result<bool> {
     );
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).context("reading the answer")?;
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
     let a = answer.trim().to_ascii_lowercase();
     if !(a.is_empty() || a == "y" || a == "yes") {
         return Ok(false);

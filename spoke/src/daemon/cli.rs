@@ -11,7 +11,9 @@ use super::client::DaemonBackend;
 use super::progress::BarProgress;
 use super::{StoreLock, hub_client};
 use crate::env::{Env as _, SystemEnv};
-use crate::sync::{SyncOptions, SyncReport, SyncStatus, normalise_hub_url, status, sync_once};
+use crate::sync::{
+    HubError, SyncError, SyncOptions, SyncReport, SyncStatus, normalise_hub_url, status, sync_once,
+};
 
 /// Flags of `heph sync`.
 #[derive(Debug, Clone, clap::Args)]
@@ -163,7 +165,38 @@ pub fn run(data_dir: &Path, args: SyncArgs) -> Result<String> {
             if let Err(se) = status::record_failure(&r, env.now_ms(), &e) {
                 tracing::warn!(error = %se, "cannot record the sync status");
             }
+            drop(r);
+            if matches!(e, SyncError::Hub(HubError::Unauthorized { .. })) {
+                // Interactive only (a terminal, and HEPH_NO_AUTO_RELOGIN unset): offer a fresh login, then
+                // sync again once. Otherwise the failure stands and `heph sync --status` shows auth_failure.
+                let login = relogin_args(&url, &args);
+                if crate::auth::cli::offer_relogin(&login, data_dir)? {
+                    return run(
+                        data_dir,
+                        SyncArgs {
+                            hub_url: None,
+                            ..args
+                        },
+                    );
+                }
+            }
             Err(anyhow::Error::new(e).context(format!("sync with {url} failed")))
         }
+    }
+}
+
+/// The `heph auth login` flags equivalent to this sync's hub and token options.
+fn relogin_args(url: &str, args: &SyncArgs) -> crate::auth::cli::LoginArgs {
+    crate::auth::cli::LoginArgs {
+        store: crate::auth::cli::StoreArgs {
+            hub_url: url.to_owned(),
+            token_file: args.token_file.clone(),
+            token_load_cmd: None,
+            token_save_cmd: None,
+            ca_file: args.ca_file.clone(),
+        },
+        issuer: None,
+        client_id: None,
+        no_browser: false,
     }
 }
