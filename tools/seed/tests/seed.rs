@@ -4,38 +4,10 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The `heph`/`hephd` binaries of this workspace, built once per test run.
-fn spoke_bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "heph-spoke",
-                "--bin",
-                "heph",
-                "--bin",
-                "hephd",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build for heph/hephd");
-        assert!(status.success(), "building heph and hephd failed");
-        // target/<profile>/deps/<test> → target/<profile>
-        let exe = std::env::current_exe().expect("test exe");
-        exe.parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .to_path_buf()
-    });
-    dir.join(name)
-}
+mod support;
+use support::spoke_bin;
 
 fn seed(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_heph-seed"))
