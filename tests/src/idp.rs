@@ -267,10 +267,13 @@ pub fn heph_binary() -> PathBuf {
     BIN.get_or_init(|| spoke_binary("heph")).clone()
 }
 
-/// The `hephd` binary, built on first use.
+/// The `hephd` binary: `HEPH_HEPHD_BIN` when set, else built on first use.
 pub fn hephd_binary() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| spoke_binary("hephd")).clone()
+    BIN.get_or_init(|| {
+        std::env::var_os("HEPH_HEPHD_BIN").map_or_else(|| spoke_binary("hephd"), PathBuf::from)
+    })
+    .clone()
 }
 
 fn spoke_binary(name: &str) -> PathBuf {

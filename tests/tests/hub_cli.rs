@@ -3,34 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn hephd_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(build_hephd).clone()
-}
-
-/// `HEPH_HEPHD_BIN` if set, else builds hephd with cargo (a no-op when up to date) and returns
-/// `target/debug/hephd`.
-fn build_hephd() -> PathBuf {
-    if let Some(p) = std::env::var_os("HEPH_HEPHD_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "heph-spoke", "--bin", "hephd"])
-        .current_dir(&root)
-        .status()
-        .expect("run cargo build for hephd");
-    assert!(status.success(), "building hephd failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("debug/hephd")
-}
+use heph_e2e::idp::hephd_binary as hephd_bin;
 
 fn run(args: &[&str]) -> Output {
     Command::new(hephd_bin())

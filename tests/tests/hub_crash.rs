@@ -15,33 +15,7 @@ use heph_format::{EncodedSegment, SegmentId};
 use heph_hub::testkit::{chain, origin, owner};
 use serde_json::Value;
 
-/// Builds (if needed) and locates the hephd binary of this workspace.
-fn hephd_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(build_hephd).clone()
-}
-
-/// `HEPH_HEPHD_BIN` if set, else builds hephd with cargo (a no-op when up to date) and returns
-/// `target/debug/hephd`.
-fn build_hephd() -> PathBuf {
-    if let Some(p) = std::env::var_os("HEPH_HEPHD_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "heph-spoke", "--bin", "hephd"])
-        .current_dir(&root)
-        .status()
-        .expect("run cargo build for hephd");
-    assert!(status.success(), "building hephd failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("debug/hephd");
-    assert!(bin.is_file(), "hephd not found at {}", bin.display());
-    bin
-}
+use heph_e2e::idp::hephd_binary as hephd_bin;
 
 /// A running hephd, SIGKILLed on drop.
 struct Hephd {
