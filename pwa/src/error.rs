@@ -90,7 +90,7 @@ impl PwaError {
             }
             PwaError::Quota { .. } => {
                 "Free some space on this device or allow this site more storage, \
-                then reload. Unsent captures are kept."
+                then press Try again. Unsent captures are kept on this page."
                     .into()
             }
             PwaError::Corrupt { .. } => {

@@ -53,7 +53,9 @@ function onEvent(m) {
   } else if (m.event === 'open_failed') {
     workerState = 'failed';
     openError = m.error;
-    showError(m.error, m.error && m.error.code === 'corrupt' ? resetButton() : null);
+    const code = m.error && m.error.code;
+    if (code === 'quota') { storageFull = true; document.body.dataset.storage = 'full'; }
+    showError(m.error, code === 'corrupt' ? resetButton() : code === 'quota' ? retryButton() : null);
     readyResolve();
     renderOutbox();
   } else if (m.event === 'sync') {
@@ -157,16 +159,68 @@ async function send(item) {
   }
 }
 
+/** Writes every outbox item into the replica; true when the outbox is empty afterwards. */
 async function flushOutbox() {
-  if (workerState !== 'ready') return;
+  if (workerState !== 'ready') return false;
   for (const item of outbox()) {
     try {
       await send(item);
     } catch (e) {
-      showError(e);
-      return;
+      storageFailed(e);
+      return false;
     }
   }
+  storageRecovered();
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------- storage full
+// A write refused for lack of space (`quota`) leaves the capture in the outbox and the banner up with a
+// "Try again" button; the outbox is retried by that button, by every later capture, when the page becomes
+// visible again and every 20 s. The first write that goes through takes the banner down.
+let storageFull = false;
+
+function storageFailed(e) {
+  if (e && e.code === 'quota') {
+    storageFull = true;
+    document.body.dataset.storage = 'full';
+    showError(e, retryButton());
+  } else {
+    showError(e);
+  }
+}
+
+function storageRecovered() {
+  if (!storageFull) return;
+  storageFull = false;
+  delete document.body.dataset.storage;
+  hideBanner();
+}
+
+function retryButton() {
+  const btn = document.createElement('button');
+  btn.type = 'button';
+  btn.id = 'storage-retry';
+  btn.textContent = 'Try again';
+  btn.onclick = () => retryOutbox();
+  return btn;
+}
+
+/** Retries what the full storage refused: opening the replica (if that failed) and the outbox. */
+async function retryOutbox() {
+  if (workerState === 'failed' && storageFull) {
+    try {
+      await rpc('pwa.reopen');
+    } catch (e) {
+      storageFailed(e);
+      return;
+    }
+    // The worker's `ready` event (posted before this answer) has re-rendered and flushed the outbox.
+    storageRecovered();
+    return;
+  }
+  if (workerState !== 'ready' || !outbox().length) return;
+  if (await flushOutbox()) { refresh(); kickSync(); }
 }
 
 async function capture(title) {
@@ -189,10 +243,16 @@ async function capture(title) {
     const made = await send(item);
     // Swap the optimistic row for the stored task at once; the full refresh below re-sorts the list.
     if (optimistic && optimistic.isConnected && made && made.id) optimistic.replaceWith(renderTask(made));
+    // Captures an earlier failure left in the outbox go with this one.
+    if (outbox().length) await flushOutbox(); else storageRecovered();
     refresh();
     kickSync();
   } catch (e) {
-    showError(e);
+    if (optimistic && optimistic.isConnected) {
+      const note = optimistic.querySelector('.pending-dot');
+      if (note) note.textContent = 'not saved yet · kept on this page';
+    }
+    storageFailed(e);
   }
 }
 
@@ -480,7 +540,8 @@ function renderSync(s) {
   const pending = s.pending_local_ops ?? 0;
   const p = s.problem;
   const needLogin = !s.dev_mode && (!s.logged_in || s.auth_failure || (p && /auth/.test(p.code)));
-  if (needLogin) { pill.textContent = pending ? `${pending} unsent · log in` : 'log in to sync'; pill.classList.add('bad'); }
+  if (p && p.code === 'quota') { pill.textContent = pending ? `${pending} unsent · storage full` : 'storage full'; pill.classList.add('bad'); }
+  else if (needLogin) { pill.textContent = pending ? `${pending} unsent · log in` : 'log in to sync'; pill.classList.add('bad'); }
   else if (p) { pill.textContent = pending ? `${pending} unsent · offline` : 'offline'; pill.classList.add('bad'); }
   else if (s.syncing) { pill.textContent = 'syncing…'; pill.classList.add('pending'); }
   else if (pending) { pill.textContent = `${pending} unsent`; pill.classList.add('pending'); }
@@ -592,6 +653,8 @@ function registerServiceWorker() {
 
 wire();
 renderOutbox();
+document.addEventListener('visibilitychange', () => { if (!document.hidden) retryOutbox(); });
+setInterval(retryOutbox, 20000);
 registerServiceWorker();
 startWorker();
 window.heph = { rpc, version: PWA_VERSION, state: () => workerState, perf };

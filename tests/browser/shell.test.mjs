@@ -357,3 +357,99 @@ test('voice capture is offered only where the Web Speech API exists', async (t) 
     await b.close();
   }
 });
+
+test('storage quota exhausted: the page says storage is full and what to do, keeps captures, and recovers', async (t) => {
+  if (!need(t)) return;
+  const outboxTitles = (page) => page.evaluate(() => JSON.parse(localStorage.getItem('heph-outbox') || '[]').map((x) => x.title));
+  const titlesOf = async (page) => (await page.evaluate(() => window.heph.rpc('task.list', {}))).map((x) => x.title).sort();
+  // The origin's quota is made tiny through the DevTools protocol (the same limit a full disk or a small
+  // browser quota puts on OPFS writes); omitting quotaSize gives the real quota back.
+  const setQuota = (cdp, quotaSize) => cdp.send('Storage.overrideQuotaForOrigin', quotaSize === undefined ? { origin: hub.base } : { origin: hub.base, quotaSize });
+
+  // 1. The quota runs out while the app is open.
+  const b = await openApp(h.tempDir('heph-prof-'));
+  try {
+    assert.equal(b.state, 'ready');
+    const cdp = await b.context.newCDPSession(b.page);
+    await b.page.fill('#capture-text', 'stored before the storage filled up');
+    await b.page.click('#capture-add');
+    await b.page.waitForFunction(() => [...document.querySelectorAll('#list li')].some((li) => li.dataset.id && li.textContent.includes('stored before')));
+    await setQuota(cdp, 1);
+    // Writes that fit in space the files already hold still succeed: write until SQLite is refused space.
+    const fillers = await b.page.evaluate(async () => {
+      for (let i = 0; i < 2000; i += 1) {
+        try { await window.heph.rpc('task.add', { title: `filler ${i}` }); } catch (e) { return { n: i, e }; }
+      }
+      return { n: 2000, e: null };
+    });
+    assert.equal(fillers.e && fillers.e.code, 'quota', `a write is refused once the quota is used up: ${JSON.stringify(fillers)}`);
+    const stored = ['stored before the storage filled up', ...Array.from({ length: fillers.n }, (_, i) => `filler ${i}`)].sort();
+    await b.page.fill('#capture-text', 'captured while the storage is full');
+    await b.page.click('#capture-add');
+    await b.page.waitForSelector('#banner:not([hidden]) #storage-retry');
+    const banner = await b.page.textContent('#banner');
+    assert.match(banner, /storage is full/);
+    assert.match(banner, /Free some space on this device or allow this site more storage/);
+    assert.match(banner, /Unsent captures are kept/);
+    assert.match(await b.page.textContent('#outbox'), /1 capture is waiting/);
+    assert.deepEqual(await outboxTitles(b.page), ['captured while the storage is full']);
+    assert.ok((await listTitles(b.page)).includes('captured while the storage is full'), 'the capture stays visible');
+    assert.match(await b.page.textContent('#list'), /not saved yet · kept on this page/);
+    // Other writes are refused the same way and change nothing.
+    const edit = await b.page.evaluate(() => window.heph.rpc('task.add', { title: 'another write', context: 'x'.repeat(100000) }).then(() => null, (e) => e));
+    assert.equal(edit && edit.code, 'quota', JSON.stringify(edit));
+    assert.deepEqual(await titlesOf(b.page), stored);
+    await h.shot(b.page, 'storage-full');
+
+    // 2. A reload while still full: the replica opens (reads need no space), the list renders, the capture stays.
+    await b.page.reload();
+    assert.equal(await h.appState(b.page), 'ready');
+    await b.page.waitForSelector('#banner:not([hidden]) #storage-retry');
+    assert.match(await b.page.textContent('#banner'), /storage is full/);
+    await b.page.waitForFunction(() => [...document.querySelectorAll('#list .title')].some((e) => e.textContent.includes('stored before')));
+    assert.deepEqual(await outboxTitles(b.page), ['captured while the storage is full']);
+    // "Try again" while still full changes nothing and says so again.
+    await b.page.click('#storage-retry');
+    await b.page.waitForSelector('#banner:not([hidden]) #storage-retry');
+    assert.deepEqual(await outboxTitles(b.page), ['captured while the storage is full']);
+
+    // 3. Space is back: "Try again" stores the capture, the banner goes, nothing is duplicated.
+    const cdp2 = await b.context.newCDPSession(b.page);
+    await setQuota(cdp2, undefined);
+    await b.page.click('#storage-retry');
+    await b.page.waitForFunction(() => document.querySelector('#banner').hidden && document.querySelector('#outbox').hidden);
+    await b.page.waitForFunction(() => [...document.querySelectorAll('#list li')].some((li) => li.dataset.id && li.textContent.includes('captured while the storage is full')));
+    assert.deepEqual(await titlesOf(b.page), [...stored, 'captured while the storage is full'].sort());
+    await b.page.fill('#capture-text', 'captured after space was freed');
+    await b.page.click('#capture-add');
+    await b.page.waitForFunction(() => [...document.querySelectorAll('#list li')].some((li) => li.dataset.id && li.textContent.includes('after space was freed')));
+    assert.deepEqual(b.errors.filter((e) => e.startsWith('pageerror')), []);
+  } finally {
+    await b.close();
+  }
+
+  // 4. No space at all from the first start: the pool cannot even be created. The shell renders, captures are
+  // kept, and "Try again" opens the replica once space is back.
+  const c = await h.launch(h.tempDir('heph-prof-'));
+  try {
+    const cdp = await c.context.newCDPSession(c.page);
+    await setQuota(cdp, 1);
+    await c.page.goto(hub.url);
+    assert.equal(await h.appState(c.page), 'failed');
+    await c.page.waitForSelector('#banner:not([hidden]) #storage-retry');
+    assert.match(await c.page.textContent('#banner'), /storage is full/);
+    assert.ok((await c.page.textContent('body')).includes('Today'), 'the shell is still rendered');
+    await c.page.fill('#capture-text', 'first capture on a full device');
+    await c.page.click('#capture-add');
+    await c.page.waitForFunction(() => !document.querySelector('#outbox').hidden);
+    assert.deepEqual(await outboxTitles(c.page), ['first capture on a full device']);
+    await h.shot(c.page, 'storage-full-at-start');
+    await setQuota(cdp, undefined);
+    await c.page.click('#storage-retry');
+    await c.page.waitForFunction(() => window.heph.state() === 'ready' && document.querySelector('#outbox').hidden && document.querySelector('#banner').hidden, null, { timeout: 20000 });
+    assert.deepEqual(await titlesOf(c.page), ['first capture on a full device']);
+    assert.deepEqual(c.errors.filter((e) => e.startsWith('pageerror')), []);
+  } finally {
+    await c.close();
+  }
+});

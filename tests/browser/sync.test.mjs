@@ -186,3 +186,88 @@ test('an overlapping context edit is shown as a conflict in the PWA until a late
     await b.close();
   }
 });
+
+test('skip and drop in the PWA: skip makes the next occurrence exactly as `heph skip` does, drop ends the series', async (t) => {
+  if (!need(t)) return;
+  const native = h.tempDir('heph-native-');
+  const b = await h.launch(h.tempDir('heph-prof-'));
+  try {
+    await b.page.goto(hub.url);
+    assert.equal(await h.appState(b.page), 'ready');
+    h.heph(native, ['sync', '--hub-url', hub.base]);
+    await synced(b.page);
+    // A recurring task and a plain one, made on the laptop, reach the PWA.
+    const series = h.heph(native, ['task', 'Water the plants', '--do-date', 'today', '--recur', 'daily', '--project', 'home', '--json'], { json: true });
+    const plain = h.heph(native, ['task', 'Post the letter', '--do-date', 'today', '--json'], { json: true });
+    h.heph(native, ['sync']);
+    await b.page.click('.tabs button[data-view=next]');
+    await b.page.click('.tabs button[data-view=today]');
+    await b.page.waitForFunction((id) => !!document.querySelector(`#list li[data-id="${id}"]`), series.id, { timeout: 30000 });
+
+    // Skip applies only to a recurring task: the detail of the plain one offers no Skip, and the core refuses it.
+    await b.page.click(`#list li[data-id="${plain.id}"]`);
+    await b.page.waitForSelector('#detail:not([hidden])');
+    assert.equal(await b.page.locator('#act-skip').isVisible(), false, 'no Skip on a plain task');
+    assert.equal(await b.page.locator('#act-drop').isVisible(), true);
+    await b.page.click('#detail-close');
+    const refused = await b.page.evaluate((id) => window.heph.rpc('task.skip', { id }).then(() => null, (e) => e), plain.id);
+    assert.ok(refused && /not recurring/.test(refused.message), JSON.stringify(refused));
+
+    // Apart from each other, the PWA (button) and the CLI (`heph skip`) skip the same occurrence.
+    await b.context.setOffline(true);
+    await b.page.click(`#list li[data-id="${series.id}"]`);
+    await b.page.waitForSelector('#detail:not([hidden])');
+    assert.equal(await b.page.locator('#act-skip').isVisible(), true, 'Skip offered on a recurring task');
+    await h.shot(b.page, 'detail-recurring');
+    await b.page.click('#act-skip');
+    await b.page.waitForSelector('#detail', { state: 'hidden' });
+    // The skipped occurrence leaves Today; the next one is for tomorrow.
+    await b.page.waitForFunction((id) => !document.querySelector(`#list li[data-id="${id}"]`), series.id);
+    const phoneSkipped = await rpc(b.page, 'task.show', { id: series.id });
+    assert.equal(phoneSkipped.state, 'dropped');
+    assert.ok(phoneSkipped.log.some((l) => l.text === 'skipped this occurrence'), JSON.stringify(phoneSkipped.log));
+    const phoneNext = (await rpc(b.page, 'task.list', {})).filter((x) => x.title === 'Water the plants');
+    assert.equal(phoneNext.length, 1, JSON.stringify(phoneNext));
+    assert.notEqual(phoneNext[0].id, series.id);
+    assert.equal(phoneNext[0].series, series.id);
+    assert.equal(phoneNext[0].recurrence, 'FREQ=DAILY');
+    assert.equal(phoneNext[0].project, 'home');
+    // Next shows nothing before its do date; the project's list shows every outstanding task.
+    await b.page.click('.tabs button[data-view=projects]');
+    await b.page.click('#project-bar button:has-text("home")');
+    await b.page.waitForFunction((id) => !!document.querySelector(`#list li[data-id="${id}"]`), phoneNext[0].id);
+    assert.match(await b.page.textContent(`#list li[data-id="${phoneNext[0].id}"]`), /tomorrow/);
+    await h.shot(b.page, 'after-skip');
+
+    const laptop = h.heph(native, ['skip', series.id, '--json'], { json: true });
+    assert.equal(laptop.next.id, phoneNext[0].id, 'the PWA made the same next occurrence as `heph skip`');
+    assert.equal(laptop.next.do_date, phoneNext[0].do_date);
+    h.heph(native, ['sync']);
+    const t0 = Date.now();
+    await b.context.setOffline(false);
+    await synced(b.page, t0, 40000);
+    h.heph(native, ['sync']);
+    // Two concurrent skips converge to one next occurrence on both sides.
+    const phoneOpen = (await rpc(b.page, 'task.list', {})).filter((x) => x.title === 'Water the plants');
+    const laptopOpen = h.heph(native, ['list', '--json'], { json: true }).filter((x) => x.title === 'Water the plants');
+    assert.deepEqual(phoneOpen.map((x) => x.id), [laptop.next.id]);
+    assert.deepEqual(laptopOpen.map((x) => x.id), [laptop.next.id]);
+    assert.equal((await rpc(b.page, 'store.info')).digest, h.heph(native, ['info', '--json'], { json: true }).digest);
+
+    // Drop the next occurrence in the PWA: the series ends, no further occurrence anywhere.
+    await b.page.click(`#list li[data-id="${laptop.next.id}"]`);
+    await b.page.waitForSelector('#detail:not([hidden])');
+    await b.page.click('#act-drop');
+    await b.page.waitForSelector('#detail', { state: 'hidden' });
+    await b.page.waitForFunction((id) => !document.querySelector(`#list li[data-id="${id}"]`), laptop.next.id);
+    assert.deepEqual((await rpc(b.page, 'task.list', {})).filter((x) => x.title === 'Water the plants'), []);
+    await synced(b.page, Date.now() - 1, 40000);
+    h.heph(native, ['sync']);
+    assert.deepEqual(h.heph(native, ['list', '--json'], { json: true }).filter((x) => x.title === 'Water the plants'), []);
+    const dropped = h.heph(native, ['list', '--state', 'dropped', '--json'], { json: true }).filter((x) => x.title === 'Water the plants');
+    assert.deepEqual(dropped.map((x) => x.id).sort(), [series.id, laptop.next.id].sort());
+    assert.deepEqual(b.errors.filter((e) => e.startsWith('pageerror')), []);
+  } finally {
+    await b.close();
+  }
+});
