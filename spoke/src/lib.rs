@@ -13,6 +13,7 @@ pub mod export;
 mod materialise;
 pub mod merge;
 pub mod model;
+mod oplog;
 pub mod recur;
 pub mod replica;
 pub mod rpc;

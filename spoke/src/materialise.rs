@@ -73,10 +73,6 @@ pub(crate) fn decode_op(bytes: &[u8]) -> Result<Op> {
     postcard::from_bytes(bytes).map_err(|e| SpokeError::Decode(e.to_string()))
 }
 
-pub(crate) fn encode_op(op: &Op) -> Result<Vec<u8>> {
-    postcard::to_allocvec(op).map_err(|e| SpokeError::Decode(e.to_string()))
-}
-
 /// One node's materialised state while ops are folded into it.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeState {

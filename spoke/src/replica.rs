@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::Env;
 use crate::error::{Result, SpokeError};
-use crate::materialise::{NodeState, blob16, decode_op, encode_op};
+use crate::materialise::{NodeState, blob16};
+use crate::oplog;
 use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
 
 /// What the sync layer records about one origin's chain: the last seq taken from (or pushed to) the hub,
@@ -202,8 +203,11 @@ impl Replica {
         {
             let tx = conn.transaction().map_err(|e| map_open_error(path, e))?;
             for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-                tx.execute_batch(step)
+                tx.execute_batch(step.sql)
                     .map_err(|e| map_open_error(path, e))?;
+                if let Some(data) = step.data {
+                    data(&tx).map_err(|e| remap(path, e))?;
+                }
                 tx.execute(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)",
                     [(i + 1).to_string()],
@@ -243,26 +247,14 @@ impl Replica {
         let last = match stored_clock(&conn)? {
             Some(h) => Some(h),
             // Stores written before `meta.clock` existed: find the greatest clock once.
-            None => conn
-                .query_row(
-                    "SELECT wall, counter FROM ops ORDER BY wall DESC, counter DESC LIMIT 1",
-                    [],
-                    |r| {
-                        Ok(Hlc {
-                            wall_ms: r.get::<_, i64>(0)? as u64,
-                            counter: r.get::<_, i64>(1)? as u32,
-                            origin,
-                        })
-                    },
-                )
-                .optional()?,
+            None => oplog::max_clock(&conn)?.map(|(wall_ms, counter)| Hlc {
+                wall_ms,
+                counter,
+                origin,
+            }),
         };
         let clock = Clock::resume(origin, last);
-        let max_seq: Option<i64> = conn.query_row(
-            "SELECT max(seq) FROM ops WHERE origin = ?1",
-            [&origin.to_bytes()[..]],
-            |r| r.get(0),
-        )?;
+        let max_seq = oplog::last_seq(&conn, origin)?;
         Ok(Replica {
             conn,
             path: path.to_owned(),
@@ -270,7 +262,7 @@ impl Replica {
             origin,
             clock,
             pending_observe: None,
-            next_seq: max_seq.unwrap_or(0) as u64 + 1,
+            next_seq: max_seq + 1,
         })
     }
 
@@ -404,59 +396,22 @@ impl Replica {
 
     /// Ops of `origin` with seq greater than `after_seq`, in seq order, at most `limit`.
     pub fn ops_since(&self, origin: Origin, after_seq: u64, limit: usize) -> Result<Vec<StoredOp>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT seq, op FROM ops WHERE origin = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = st.query_map(
-            params![
-                &origin.to_bytes()[..],
-                after_seq as i64,
-                limit.min(i64::MAX as usize) as i64
-            ],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, bytes) = row?;
-            out.push(StoredOp {
-                origin,
-                seq: seq as u64,
-                op: decode_op(&bytes)?,
-            });
-        }
-        Ok(out)
+        oplog::since(&self.conn, origin, after_seq, limit)
     }
 
     /// Every origin in the op log with the highest seq held for it.
     pub fn origins(&self) -> Result<Vec<(Origin, u64)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT origin, max(seq) FROM ops GROUP BY origin ORDER BY origin")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (o, s) = row?;
-            out.push((Origin::from_bytes(blob16(o)?), s as u64));
-        }
-        Ok(out)
+        oplog::origins(&self.conn)
     }
 
     /// The highest seq held for `origin` (0 when none).
     pub fn last_seq(&self, origin: Origin) -> Result<u64> {
-        let v: Option<i64> = self.conn.query_row(
-            "SELECT max(seq) FROM ops WHERE origin = ?1",
-            [&origin.to_bytes()[..]],
-            |r| r.get(0),
-        )?;
-        Ok(v.unwrap_or(0) as u64)
+        oplog::last_seq(&self.conn, origin)
     }
 
     /// Number of ops held (all origins).
     pub fn op_count(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM ops", [], |r| r.get(0))?;
-        Ok(n as u64)
+        oplog::count(&self.conn)
     }
 
     /// The sync state recorded for `origin`.
@@ -506,25 +461,7 @@ impl Replica {
 
     /// All ops of one node, in HLC order, with their origin and seq.
     pub fn node_ops(&self, node: NodeId) -> Result<Vec<StoredOp>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT origin, seq, op FROM ops WHERE node = ?1")?;
-        let rows = st.query_map([&node.to_bytes()[..]], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (o, s, b) = row?;
-            out.push(StoredOp {
-                origin: Origin::from_bytes(blob16(o)?),
-                seq: s as u64,
-                op: decode_op(&b)?,
-            });
-        }
+        let mut out = oplog::of_node(&self.conn, node)?;
         out.sort_by_key(|s| s.op.hlc);
         Ok(out)
     }
@@ -538,27 +475,7 @@ impl Replica {
         tx.execute_batch(
             "DELETE FROM nodes; DELETE FROM tags; DELETE FROM links; DELETE FROM log_entries; DELETE FROM fts;",
         )?;
-        {
-            let mut st = tx.prepare("SELECT node, op FROM ops ORDER BY node")?;
-            let mut rows = st.query([])?;
-            let mut cur: Option<(NodeId, Vec<Op>)> = None;
-            while let Some(r) = rows.next()? {
-                let node = NodeId::from_bytes(blob16(r.get(0)?)?);
-                let op = decode_op(&r.get::<_, Vec<u8>>(1)?)?;
-                match &mut cur {
-                    Some((n, v)) if *n == node => v.push(op),
-                    _ => {
-                        if let Some((n, v)) = cur.take() {
-                            fold_node(&tx, n, None, v)?;
-                        }
-                        cur = Some((node, vec![op]));
-                    }
-                }
-            }
-            if let Some((n, v)) = cur.take() {
-                fold_node(&tx, n, None, v)?;
-            }
-        }
+        oplog::for_each_node(&tx, &mut |node, ops| fold_node(&tx, node, None, ops))?;
         tx.commit()?;
         Ok(())
     }
@@ -619,49 +536,12 @@ fn write_cursor(conn: &Connection, c: &SyncCursor) -> Result<()> {
 /// Stores ops (ignoring ones already held) and materialises the nodes they touch.
 pub(crate) fn ingest(conn: &Connection, ops: &[StoredOp]) -> Result<ApplyReport> {
     let mut report = ApplyReport::default();
+    let (fresh, duplicates) = oplog::insert(conn, ops)?;
+    report.duplicates = duplicates;
+    report.inserted = fresh.len() as u64;
     let mut by_node: BTreeMap<NodeId, Vec<Op>> = BTreeMap::new();
-    {
-        let mut ins = conn.prepare_cached(
-            "INSERT OR IGNORE INTO ops(origin, seq, wall, counter, node, op) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        let mut chk = conn
-            .prepare_cached("SELECT wall, counter, node FROM ops WHERE origin = ?1 AND seq = ?2")?;
-        for s in ops {
-            if s.seq == 0 || s.seq > i64::MAX as u64 {
-                return Err(SpokeError::Invalid(format!(
-                    "op seq {} out of range",
-                    s.seq
-                )));
-            }
-            let bytes = encode_op(&s.op)?;
-            let n = ins.execute(params![
-                &s.origin.to_bytes()[..],
-                s.seq as i64,
-                s.op.hlc.wall_ms as i64,
-                i64::from(s.op.hlc.counter),
-                &s.op.node.to_bytes()[..],
-                bytes
-            ])?;
-            if n == 0 {
-                let (w, c, node): (i64, i64, Vec<u8>) = chk
-                    .query_row(params![&s.origin.to_bytes()[..], s.seq as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })?;
-                if w as u64 != s.op.hlc.wall_ms
-                    || c as u32 != s.op.hlc.counter
-                    || node != s.op.node.to_bytes()
-                {
-                    return Err(SpokeError::ForkedOp {
-                        origin: s.origin,
-                        seq: s.seq,
-                    });
-                }
-                report.duplicates += 1;
-                continue;
-            }
-            report.inserted += 1;
-            by_node.entry(s.op.node).or_default().push(s.op.clone());
-        }
+    for s in fresh {
+        by_node.entry(s.op.node).or_default().push(s.op.clone());
     }
     if let Some(max) = by_node.values().flatten().map(|o| o.hlc).max() {
         let cur = stored_clock(conn)?;
@@ -694,36 +574,19 @@ pub(crate) fn ingest(conn: &Connection, ops: &[StoredOp]) -> Result<ApplyReport>
 }
 
 fn load_node_ops(conn: &Connection, node: NodeId) -> Result<Vec<Op>> {
-    let mut st = conn.prepare_cached("SELECT op FROM ops WHERE node = ?1")?;
-    let rows = st.query_map([&node.to_bytes()[..]], |r| r.get::<_, Vec<u8>>(0))?;
-    let mut out = Vec::new();
-    for r in rows {
-        out.push(decode_op(&r?)?);
-    }
-    Ok(out)
+    Ok(oplog::of_node(conn, node)?
+        .into_iter()
+        .map(|s| s.op)
+        .collect())
 }
 
 fn base_lookup(conn: &Connection, node: NodeId, h: Hlc) -> Result<Option<String>> {
-    let mut st = conn.prepare_cached(
-        "SELECT op FROM ops WHERE node = ?1 AND wall = ?2 AND counter = ?3 AND origin = ?4",
-    )?;
-    let bytes: Option<Vec<u8>> = st
-        .query_row(
-            params![
-                &node.to_bytes()[..],
-                h.wall_ms as i64,
-                i64::from(h.counter),
-                &h.origin.to_bytes()[..]
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(match bytes {
-        Some(b) => match decode_op(&b)?.kind {
-            heph_format::OpKind::Context { text, .. } => Some(text),
-            _ => None,
-        },
-        None => None,
+    Ok(match oplog::of_node_at(conn, node, h)? {
+        Some(Op {
+            kind: heph_format::OpKind::Context { text, .. },
+            ..
+        }) => Some(text),
+        _ => None,
     })
 }
 

@@ -1,13 +1,40 @@
 //! Versioned schema migrations of the replica database. Each step runs once, in order, in a transaction.
 //!
 //! Version 1 is the first released layout (op log, sync state, materialised tables, FTS5). Version 2 adds
-//! the local undo journal and the `projects` view. Never edit a released step: add a new one.
+//! the local undo journal and the `projects` view. Version 3 stores the op log as runs (see the
+//! `oplog` module); its data step is Rust code. Never edit a released step: add a new one.
+
+use rusqlite::Connection;
+
+use crate::error::Result;
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// One migration step: DDL, then an optional data step, in the same transaction.
+#[derive(Debug)]
+pub struct Migration {
+    /// The DDL of this step.
+    pub sql: &'static str,
+    /// Moves data the DDL alone cannot (runs after `sql`).
+    pub(crate) data: Option<fn(&Connection) -> Result<()>>,
+}
 
 /// Migration steps: `MIGRATIONS[n]` takes a store from version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        sql: V1,
+        data: None,
+    },
+    Migration {
+        sql: V2,
+        data: None,
+    },
+    Migration {
+        sql: crate::oplog::V3_SQL,
+        data: Some(crate::oplog::migrate_ops_table),
+    },
+];
 
 /// Schema version 1.
 pub const V1: &str = r#"

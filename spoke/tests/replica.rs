@@ -5,7 +5,7 @@
 
 use heph_format::{Field, NodeId, Op, OpKind, Origin, OwnerId, SegmentId};
 use heph_spoke::api::{self, AddTask};
-use heph_spoke::schema::{SCHEMA_VERSION, V1};
+use heph_spoke::schema::{SCHEMA_VERSION, V1, V2};
 use heph_spoke::{Replica, SpokeError, SyncCursor, TestEnv};
 
 const T0: u64 = 1_796_000_000_000;
@@ -24,74 +24,118 @@ fn add(r: &mut Replica, env: &TestEnv, title: &str) -> String {
     .id
 }
 
-#[test]
-fn migrates_a_version_1_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("heph.db");
-    let path = path.to_str().unwrap();
-    // Build a store exactly as version 1 wrote it: the v1 DDL, meta rows, an op log and its materialised rows.
-    let env = TestEnv::new(T0, 1);
-    let (digest, ops, owner, origin) = {
-        let mut r = Replica::open(path, &env).unwrap();
-        add(&mut r, &env, "from v1");
-        add(&mut r, &env, "also from v1");
-        (
-            r.digest().unwrap(),
-            r.op_count().unwrap(),
-            r.owner(),
-            r.origin(),
-        )
-    };
-    {
-        let c = rusqlite::Connection::open(path).unwrap();
-        c.execute_batch(
-            "DROP VIEW projects; DROP TABLE undo_actions; UPDATE meta SET value = '1' WHERE key = 'schema_version';",
-        )
-        .unwrap();
-        // The v1 DDL is what this store now has (every v1 table exists).
-        for stmt in [
-            "ops",
-            "sync_state",
-            "nodes",
-            "tags",
-            "links",
-            "log_entries",
-            "fts",
-        ] {
-            assert!(
-                V1.contains(
-                    &format!(
-                        "CREATE {}",
-                        if stmt == "fts" {
-                            "VIRTUAL TABLE fts"
-                        } else {
-                            "TABLE "
-                        }
-                    )
-                    .trim_end()
-                    .to_owned()
-                )
-            );
-            let n: i64 = c
-                .query_row(
-                    "SELECT count(*) FROM sqlite_master WHERE name = ?1",
-                    [stmt],
-                    |r| r.get(0),
-                )
-                .unwrap();
-            assert_eq!(n, 1, "{stmt}");
+/// Writes, at `path`, the store `src` as schema version `version` (1 or 2) laid it out: the DDL of those
+/// versions, one `ops` row per op (postcard of the whole op), and `src`'s materialised rows.
+fn write_legacy_store(path: &str, src: &Replica, src_path: &str, version: u32) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(V1).unwrap();
+    if version >= 2 {
+        c.execute_batch(V2).unwrap();
+    }
+    c.execute(
+        "INSERT INTO meta(key, value) VALUES ('schema_version', ?1), ('owner_id', ?2), ('origin', ?3)",
+        [
+            version.to_string(),
+            src.owner().to_string(),
+            src.origin().to_string(),
+        ],
+    )
+    .unwrap();
+    for (origin, last) in src.origins().unwrap() {
+        for s in src.ops_since(origin, 0, last as usize).unwrap() {
+            c.execute(
+                "INSERT INTO ops(origin, seq, wall, counter, node, op) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    &origin.to_bytes()[..],
+                    s.seq as i64,
+                    s.op.hlc.wall_ms as i64,
+                    i64::from(s.op.hlc.counter),
+                    &s.op.node.to_bytes()[..],
+                    postcard::to_allocvec(&s.op).unwrap()
+                ],
+            )
+            .unwrap();
         }
     }
+    c.execute("ATTACH ?1 AS src", [src_path]).unwrap();
+    c.execute_batch(
+        "INSERT INTO nodes SELECT * FROM src.nodes; INSERT INTO tags SELECT * FROM src.tags;
+         INSERT INTO links SELECT * FROM src.links; INSERT INTO log_entries SELECT * FROM src.log_entries;
+         INSERT INTO fts(rowid, title, context, log) SELECT rowid, title, context, log FROM src.fts;
+         DETACH src;",
+    )
+    .unwrap();
+}
+
+fn migrates_from(version: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let src_path = dir.path().join("src.db");
+    let src_path = src_path.to_str().unwrap();
+    let path = dir.path().join("heph.db");
+    let path = path.to_str().unwrap();
+    let env = TestEnv::new(T0, 1);
+    let mut src = Replica::open(src_path, &env).unwrap();
+    let id = add(&mut src, &env, "from an old version");
+    add(&mut src, &env, "also old");
+    api::log(&mut src, &env, &id, "a log line").unwrap();
+    // Ops of a second origin, too.
+    let eb = TestEnv::new(T0, 2);
+    let mut b = Replica::open_in_memory_with_owner(src.owner(), &eb).unwrap();
+    add(&mut b, &eb, "from another device");
+    let theirs = b.ops_since(b.origin(), 0, 100).unwrap();
+    src.apply_stored(&theirs, None).unwrap();
+    let (digest, ops, origins) = (
+        src.digest().unwrap(),
+        src.op_count().unwrap(),
+        src.origins().unwrap(),
+    );
+    write_legacy_store(path, &src, src_path, version);
+
     let mut r = Replica::open(path, &env).unwrap();
     assert_eq!(r.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(r.digest().unwrap(), digest);
+    assert_eq!((r.owner(), r.origin()), (src.owner(), src.origin()));
+    assert_eq!(r.digest().unwrap(), digest, "materialised rows kept");
     assert_eq!(r.op_count().unwrap(), ops);
-    assert_eq!((r.owner(), r.origin()), (owner, origin));
-    // v2 features work on the migrated store.
+    assert_eq!(r.origins().unwrap(), origins);
+    for (o, last) in &origins {
+        assert_eq!(
+            r.ops_since(*o, 0, usize::MAX).unwrap(),
+            src.ops_since(*o, 0, usize::MAX).unwrap(),
+            "every op moved, in order"
+        );
+        assert_eq!(r.last_seq(*o).unwrap(), *last);
+    }
+    let old_tables: i64 = r
+        .connection()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('ops', 'ops_node')",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(old_tables, 0, "the old op table is gone");
+    // The rebuilt state from the moved log equals the old rows; the clock resumes after every op.
+    let (a, b2) = r.doctor().unwrap();
+    assert_eq!((a, b2), (digest, digest));
+    let t = r.tick(&env);
+    assert!(theirs.iter().all(|s| s.op.hlc < t));
+    // Later features work on the migrated store, and the chain continues where it was.
+    let next = r.next_local_seq();
+    assert_eq!(next, src.last_seq(src.origin()).unwrap() + 1);
     add(&mut r, &env, "after migration");
     api::undo(&mut r, &env).unwrap();
-    let (a, b) = r.doctor().unwrap();
-    assert_eq!(a, b);
+    let (a, b2) = r.doctor().unwrap();
+    assert_eq!(a, b2);
+}
+
+#[test]
+fn migrates_a_version_1_store() {
+    migrates_from(1);
+}
+
+#[test]
+fn migrates_a_version_2_store() {
+    migrates_from(2);
 }
 
 #[test]

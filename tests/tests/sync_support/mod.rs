@@ -371,11 +371,13 @@ impl Spoke {
             .expect("integrity_check")
     }
 
-    /// `SELECT count(*) FROM ops`, read directly.
+    /// The number of ops in the op log (`op_runs`), read directly.
     pub fn op_rows(&self) -> u64 {
         let c = rusqlite::Connection::open(self.db()).expect("open db");
-        c.query_row("SELECT count(*) FROM ops", [], |r| r.get::<_, i64>(0))
-            .expect("count") as u64
+        c.query_row("SELECT coalesce(sum(n), 0) FROM op_runs", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .expect("count") as u64
     }
 }
 
