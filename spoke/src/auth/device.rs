@@ -366,10 +366,38 @@ pub async fn refresh(http: &reqwest::Client, tokens: &TokenSet) -> Result<TokenS
         ));
     };
     let fail = |m: String| AuthError::RefreshFailed(m);
+    if tokens.issuer.is_empty() {
+        return Err(fail(
+            "the token set names no issuer to refresh at (pass --oidc-issuer)".into(),
+        ));
+    }
+    if tokens.client_id.is_empty() {
+        return Err(fail(
+            "the token set names no client id to refresh for (pass --oidc-client-id)".into(),
+        ));
+    }
     let issuer =
         IssuerUrl::new(tokens.issuer.clone()).map_err(|e| fail(format!("bad issuer: {e}")))?;
-    let token_url = TokenUrl::new(tokens.token_endpoint.clone())
-        .map_err(|e| fail(format!("bad token endpoint: {e}")))?;
+    // A hand-provisioned token set may leave the endpoint empty: find it by discovery at the issuer.
+    let endpoint = if tokens.token_endpoint.is_empty() {
+        let metadata = DeviceProviderMetadata::discover_async(issuer.clone(), http)
+            .await
+            .map_err(|e| {
+                fail(format!(
+                    "OpenID discovery at {} (for the token endpoint) failed: {}",
+                    tokens.issuer,
+                    chain(&e)
+                ))
+            })?;
+        metadata
+            .token_endpoint()
+            .map(|u| u.to_string())
+            .ok_or_else(|| fail(format!("the IdP {} has no token endpoint", tokens.issuer)))?
+    } else {
+        tokens.token_endpoint.clone()
+    };
+    let token_url =
+        TokenUrl::new(endpoint.clone()).map_err(|e| fail(format!("bad token endpoint: {e}")))?;
     let client = CoreClient::new(
         ClientId::new(tokens.client_id.clone()),
         issuer,
@@ -405,6 +433,7 @@ pub async fn refresh(http: &reqwest::Client, tokens: &TokenSet) -> Result<TokenS
             .id_token()
             .map(|t| t.to_string())
             .or(tokens.id_token.clone()),
+        token_endpoint: endpoint,
         ..tokens.clone()
     })
 }

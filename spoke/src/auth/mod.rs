@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use device::{DeviceLogin, LoginOptions};
-pub use session::{AuthSession, AuthState};
+pub use session::{AuthSession, AuthState, ExpectedIdp};
 pub use store::{TokenStore, normalise_hub_url};
 
 /// Scopes requested at login. `offline_access` is what makes the IdP issue a refresh token.
@@ -154,6 +154,23 @@ pub enum AuthError {
     /// HTTP client setup (CA file) failed.
     #[error("{0}")]
     Tls(String),
+    /// The stored tokens come from another IdP (or client) than `--oidc-issuer` / `--oidc-client-id` name.
+    #[error(
+        "the tokens in {source_desc} were issued {what} {stored:?}, but {flag} says {expected:?}: \
+         log in again for that IdP (`heph auth login --hub-url URL --issuer ISSUER --client-id ID`) or correct {flag}"
+    )]
+    IdpMismatch {
+        /// Where the tokens came from (file path or `commands (…)`).
+        source_desc: String,
+        /// `by the issuer` or `for the client id`.
+        what: &'static str,
+        /// `--oidc-issuer` or `--oidc-client-id`.
+        flag: &'static str,
+        /// What the token set says.
+        stored: String,
+        /// What the flag says.
+        expected: String,
+    },
 }
 
 /// Current time in seconds since the Unix epoch.

@@ -1,6 +1,7 @@
 //! [`AuthSession`]: the bearer-token source for the sync client. Hands out the stored access token,
 //! refreshes it (refresh_token grant) shortly before it expires or after the hub refused it, saves the
-//! new tokens, and records `auth_failure` when the refresh fails.
+//! new tokens, and records `auth_failure` when the refresh fails. [`ExpectedIdp`] is what
+//! `hephd --mode local --oidc-issuer/--oidc-client-id` say the tokens must come from.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -33,6 +34,52 @@ pub enum AuthState {
     },
 }
 
+/// The IdP and client the tokens must come from (`--oidc-issuer`, `--oidc-client-id` of
+/// `hephd --mode local`). A token set that leaves a field empty takes it from here; a token set that names
+/// another one is refused with [`AuthError::IdpMismatch`] (naming both).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExpectedIdp {
+    /// `--oidc-issuer`: compared byte for byte with the token set's `issuer` (as the hub compares `iss`).
+    pub issuer: Option<String>,
+    /// `--oidc-client-id`: compared with the token set's `client_id`.
+    pub client_id: Option<String>,
+}
+
+impl ExpectedIdp {
+    /// Fills the empty `issuer` / `client_id` of `t` from the flags, then refuses a token set of another
+    /// issuer or client. `source_desc` names where the tokens came from (for the message).
+    pub fn apply(&self, t: &mut TokenSet, source_desc: &str) -> Result<(), AuthError> {
+        for (flag, what, expected, stored) in [
+            (
+                "--oidc-issuer",
+                "by the issuer",
+                &self.issuer,
+                &mut t.issuer,
+            ),
+            (
+                "--oidc-client-id",
+                "for the client id",
+                &self.client_id,
+                &mut t.client_id,
+            ),
+        ] {
+            let Some(expected) = expected else { continue };
+            if stored.is_empty() {
+                stored.clone_from(expected);
+            } else if stored != expected {
+                return Err(AuthError::IdpMismatch {
+                    source_desc: source_desc.to_owned(),
+                    what,
+                    flag,
+                    stored: stored.clone(),
+                    expected: expected.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     loaded: bool,
@@ -46,6 +93,7 @@ struct Inner {
 pub struct AuthSession {
     store: TokenStore,
     ca_file: Option<PathBuf>,
+    expected: ExpectedIdp,
     inner: Mutex<Inner>,
 }
 
@@ -57,9 +105,19 @@ enum Next {
 impl AuthSession {
     /// A session over `store`; `ca_file` is trusted for HTTPS to the IdP.
     pub fn new(store: TokenStore, ca_file: Option<PathBuf>) -> AuthSession {
+        AuthSession::with_expected(store, ca_file, ExpectedIdp::default())
+    }
+
+    /// A session whose tokens must come from `expected` (see [`ExpectedIdp::apply`]).
+    pub fn with_expected(
+        store: TokenStore,
+        ca_file: Option<PathBuf>,
+        expected: ExpectedIdp,
+    ) -> AuthSession {
         AuthSession {
             store,
             ca_file,
+            expected,
             inner: Mutex::new(Inner {
                 loaded: false,
                 tokens: None,
@@ -79,9 +137,15 @@ impl AuthSession {
         self.lock().tokens.clone()
     }
 
-    /// Re-read the store (e.g. after `heph auth login` in another process).
+    /// Where the tokens come from.
+    pub fn store(&self) -> &TokenStore {
+        &self.store
+    }
+
+    /// Re-read the store (e.g. after `heph auth login` in another process). A token set of another
+    /// issuer/client than [`ExpectedIdp`] names is an error ([`AuthError::IdpMismatch`]).
     pub fn reload(&self) -> Result<(), AuthError> {
-        let tokens = self.store.load()?;
+        let tokens = self.load_checked()?;
         let mut g = self.lock();
         g.state = match &tokens {
             None => AuthState::NotLoggedIn,
@@ -95,18 +159,67 @@ impl AuthSession {
         Ok(())
     }
 
+    fn load_checked(&self) -> Result<Option<TokenSet>, AuthError> {
+        let mut tokens = self.store.load()?;
+        if let Some(t) = &mut tokens {
+            self.expected.apply(t, &self.store.describe())?;
+        }
+        Ok(tokens)
+    }
+
+    /// Re-reads the store when nothing usable is held (not loaded yet, not logged in, an earlier failure)
+    /// or the hub refused the held token. A token set that changed in the store (a new login) replaces
+    /// the held one; a failing store keeps the held tokens when there are any.
+    fn refresh_from_store(&self) -> Result<(), AuthError> {
+        let (needed, held) = {
+            let g = self.lock();
+            let needed = !g.loaded || g.stale || !matches!(g.state, AuthState::Ok { .. });
+            (needed, g.tokens.clone())
+        };
+        if !needed {
+            return Ok(());
+        }
+        match self.load_checked() {
+            Ok(tokens) => {
+                let mut g = self.lock();
+                g.loaded = true;
+                match (&tokens, &held) {
+                    // Same tokens as held: keep the state (a rejected one will be refreshed).
+                    (Some(new), Some(old)) if new == old => {}
+                    _ => {
+                        g.stale = false;
+                        g.state = match &tokens {
+                            None => AuthState::NotLoggedIn,
+                            Some(t) => AuthState::Ok {
+                                expires_at: t.expires_at,
+                            },
+                        };
+                        g.tokens = tokens;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if held.is_some() && !matches!(e, AuthError::IdpMismatch { .. }) => {
+                tracing::warn!(error = %e, "auth: cannot re-read the token store; using the held tokens");
+                Ok(())
+            }
+            Err(e) => {
+                let mut g = self.lock();
+                g.state = AuthState::AuthFailure {
+                    reason: e.to_string(),
+                };
+                g.tokens = None;
+                Err(e)
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn next(&self) -> Result<Next, AuthError> {
-        let loaded = self.lock().loaded;
-        if !loaded && let Err(e) = self.reload() {
-            self.lock().state = AuthState::AuthFailure {
-                reason: e.to_string(),
-            };
-            return Err(e);
-        }
+        self.refresh_from_store()?;
         let g = self.lock();
         let Some(t) = &g.tokens else {
             return Ok(Next::Use(None));

@@ -386,7 +386,12 @@ fn run_load(cmd: &str) -> Result<TokenSet, AuthError> {
                 .and_then(|v| v.as_str())
                 .unwrap_or("")
                 .to_string(),
-            client_id: String::new(),
+            client_id: claims
+                .get("client_id")
+                .or_else(|| claims.get("azp"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
             token_endpoint: String::new(),
             access_token: text.to_string(),
             expires_at: claims.get("exp").and_then(|v| v.as_u64()),

@@ -11,9 +11,21 @@ enum Mode {
     Local,
 }
 
+/// How the flags shared with `--mode server` behave in `--mode local` (shown after the flag list).
+const LOCAL_MODE_HELP: &str = "\
+In --mode local:
+  --oidc-issuer URL     the IdP the device's tokens must come from. A stored token set of another issuer
+                        is refused at startup (the message names both); a token set without an issuer
+                        (hand-provisioned) uses this one, and an empty token endpoint is then found by
+                        OpenID discovery at this issuer when the access token is refreshed.
+  --oidc-client-id ID   the OAuth client the tokens were issued to; same rules (refused when the token
+                        set names another client, filled in when it names none).
+  --socket PATH         the CLI socket (default <data-dir>/hephd.sock).
+  --owner-id ULID       a new store joins this owner; a store of another owner is refused.";
+
 /// The hephaestus daemon.
 #[derive(Debug, Parser)]
-#[command(name = "hephd", version = heph_hub::VERSION_STRING, about)]
+#[command(name = "hephd", version = heph_hub::VERSION_STRING, about, after_help = LOCAL_MODE_HELP)]
 struct Cli {
     /// Run as the hub (`server`) or as a device's spoke (`local`).
     #[arg(long, value_enum)]
@@ -44,6 +56,19 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Local mode checks its flags before anything (the self-update status file included) is written.
+    let local = match cli.mode {
+        Mode::Local => Some(heph_spoke::daemon::LocalStart::prepare(
+            cli.local.clone(),
+            heph_spoke::daemon::SharedFlags {
+                socket: cli.hub.socket.clone(),
+                owner_id: cli.hub.owner_id,
+                oidc_issuer: cli.hub.oidc_issuer.clone(),
+                oidc_client_id: cli.hub.oidc_client_id.clone(),
+            },
+        )?),
+        Mode::Server => None,
+    };
     // Self-update status lives in the data directory (local) or beside --db (server); off unless --self-update.
     let state_dir = match (cli.mode, &cli.hub.db, &cli.local.data_dir) {
         (Mode::Server, Some(db), _) => db.parent().map(std::path::Path::to_path_buf),
@@ -72,14 +97,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(heph_hub::args::serve_with(cli.hub, extension))?;
             Ok(())
         }
-        Mode::Local => {
-            let shared = heph_spoke::daemon::SharedFlags {
-                socket: cli.hub.socket,
-                owner_id: cli.hub.owner_id,
-                oidc_issuer: cli.hub.oidc_issuer,
-                oidc_client_id: cli.hub.oidc_client_id,
-            };
-            heph_spoke::daemon::run_local(cli.local, shared)
-        }
+        Mode::Local => match local {
+            Some(start) => start.run(),
+            None => anyhow::bail!("--mode local was not prepared"),
+        },
     }
 }

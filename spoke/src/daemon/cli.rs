@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::client::DaemonBackend;
 use super::progress::BarProgress;
-use super::{StoreLock, hub_client};
+use super::{HubAuthFlags, StoreLock, connect_hub, explain};
 use crate::env::{Env as _, SystemEnv};
 use crate::sync::{
     HubError, SyncError, SyncOptions, SyncReport, SyncStatus, normalise_hub_url, status, sync_once,
@@ -129,13 +129,14 @@ pub fn run(data_dir: &Path, args: SyncArgs) -> Result<String> {
             }
         },
     };
-    let hub = hub_client(
+    let conn = connect_hub(
         data_dir,
         &url,
-        args.token_file.clone(),
-        None,
-        None,
-        args.ca_file.clone(),
+        &HubAuthFlags {
+            token_file: args.token_file.clone(),
+            ca_file: args.ca_file.clone(),
+            ..HubAuthFlags::default()
+        },
     )?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -144,13 +145,15 @@ pub fn run(data_dir: &Path, args: SyncArgs) -> Result<String> {
     let cell = RefCell::new(replica);
     let env = SystemEnv;
     let mut bar = BarProgress::stderr();
-    let result = rt.block_on(sync_once(
-        &cell,
-        &hub,
-        &env,
-        &SyncOptions::default(),
-        &mut bar,
-    ));
+    let result = rt
+        .block_on(sync_once(
+            &cell,
+            conn.hub.as_ref(),
+            &env,
+            &SyncOptions::default(),
+            &mut bar,
+        ))
+        .map_err(|e| explain(e, &conn, &url));
     let r = cell.borrow();
     match result {
         Ok(rep) => {

@@ -20,7 +20,7 @@ use heph_format::OwnerId;
 
 use crate::env::SystemEnv;
 use crate::replica::Replica;
-use crate::sync::{HttpHub, TokenProvider, normalise_hub_url, status};
+use crate::sync::{HttpHub, HubError, SyncError, TokenProvider, normalise_hub_url, status};
 
 /// File name of the exclusive lock a running daemon holds in its data directory.
 pub const LOCK_FILE: &str = "hephd.lock";
@@ -147,45 +147,211 @@ pub fn open_replica(dir: &Path, owner: Option<OwnerId>) -> Result<Replica> {
     })
 }
 
-/// Builds the HTTP hub client for `url` with the token store the flags name.
-pub fn hub_client(
-    data_dir: &Path,
-    url: &str,
-    token_file: Option<PathBuf>,
-    load_cmd: Option<String>,
-    save_cmd: Option<String>,
-    ca_file: Option<PathBuf>,
-) -> Result<HttpHub> {
+/// How the daemon (or `heph sync`) authenticates to the hub and trusts its certificate.
+#[derive(Debug, Clone, Default)]
+pub struct HubAuthFlags {
+    /// `--token-file`.
+    pub token_file: Option<PathBuf>,
+    /// `--token-load-cmd`.
+    pub token_load_cmd: Option<String>,
+    /// `--token-save-cmd`.
+    pub token_save_cmd: Option<String>,
+    /// `--ca-file`.
+    pub ca_file: Option<PathBuf>,
+    /// `--oidc-issuer` / `--oidc-client-id`: the IdP the tokens must come from (and fill-ins).
+    pub idp: crate::auth::ExpectedIdp,
+}
+
+impl HubAuthFlags {
+    /// Checks what can be checked without a hub: the `--ca-file` holds PEM certificates, the token
+    /// commands split into argv. Nothing is read from the store.
+    pub fn validate(&self) -> Result<()> {
+        drop(crate::auth::http::client_builder(self.ca_file.as_deref())?);
+        for (which, cmd) in [
+            ("token-load-cmd", &self.token_load_cmd),
+            ("token-save-cmd", &self.token_save_cmd),
+        ] {
+            if let Some(c) = cmd {
+                crate::auth::store::split_command(which, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A hub client and the token session it uses.
+#[derive(Debug)]
+pub struct HubConnection {
+    /// The `sync/v1` client.
+    pub hub: Rc<HttpHub>,
+    /// Its bearer-token source.
+    pub auth: Rc<crate::auth::AuthSession>,
+}
+
+/// Builds the HTTP hub client for `url` with the token store and CA the flags name.
+pub fn connect_hub(data_dir: &Path, url: &str, flags: &HubAuthFlags) -> Result<HubConnection> {
     let url = normalise_hub_url(url)?;
-    let store =
-        crate::auth::TokenStore::from_flags(data_dir, &url, token_file, load_cmd, save_cmd)?;
-    let token: Rc<dyn TokenProvider> =
-        Rc::new(crate::auth::AuthSession::new(store, ca_file.clone()));
-    let client = crate::auth::http::client_builder(ca_file.as_deref())?
+    let store = crate::auth::TokenStore::from_flags(
+        data_dir,
+        &url,
+        flags.token_file.clone(),
+        flags.token_load_cmd.clone(),
+        flags.token_save_cmd.clone(),
+    )?;
+    let auth = Rc::new(crate::auth::AuthSession::with_expected(
+        store,
+        flags.ca_file.clone(),
+        flags.idp.clone(),
+    ));
+    let token: Rc<dyn TokenProvider> = auth.clone();
+    let client = crate::auth::http::client_builder(flags.ca_file.as_deref())?
         .connect_timeout(std::time::Duration::from_secs(10))
         .tcp_nodelay(true)
         .build()
         .context("cannot build the HTTP client")?;
-    Ok(HttpHub::with_client(&url, client, token)?)
+    Ok(HubConnection {
+        hub: Rc::new(HttpHub::with_client(&url, client, token)?),
+        auth,
+    })
+}
+
+/// Loads the tokens once at startup: a token set of another IdP/client than `--oidc-issuer` /
+/// `--oidc-client-id` name is a startup error; any other token problem (missing, unreadable, garbage,
+/// a failing command) is left to the sync status (`auth_failure`), so the daemon keeps serving the store.
+pub fn check_tokens_at_start(conn: &HubConnection) -> Result<()> {
+    match conn.auth.reload() {
+        Ok(()) => Ok(()),
+        Err(e @ crate::auth::AuthError::IdpMismatch { .. }) => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "no usable tokens yet; the sync status will show auth_failure");
+            Ok(())
+        }
+    }
+}
+
+/// Adds what the user can do to a sync failure whose bare message does not say it: a hub that refused
+/// a request sent without any token (nothing in the token store), and a TLS certificate that is not
+/// trusted (`--ca-file`).
+pub fn explain(err: SyncError, conn: &HubConnection, url: &str) -> SyncError {
+    match err {
+        SyncError::Hub(HubError::Unauthorized { message })
+            if matches!(conn.auth.state(), crate::auth::AuthState::NotLoggedIn) =>
+        {
+            SyncError::Hub(HubError::Unauthorized {
+                message: format!(
+                    "{message}; no token was sent because {} holds none (not logged in to {url})",
+                    conn.auth.store().describe()
+                ),
+            })
+        }
+        SyncError::Hub(HubError::Unreachable { url: u, reason })
+            if is_certificate_error(&reason) =>
+        {
+            SyncError::Hub(HubError::Unreachable {
+                url: u,
+                reason: format!(
+                    "TLS certificate not trusted ({reason}); if the hub uses a private CA, pass --ca-file PEM with that CA's certificate"
+                ),
+            })
+        }
+        e => e,
+    }
+}
+
+/// Whether a network failure is the server's certificate being refused (retrying will not help).
+pub fn is_certificate_error(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    r.contains("certificate") || r.contains("unknownissuer") || r.contains("notvalidforname")
+}
+
+/// `hephd --mode local` after its flags were checked ([`LocalStart::prepare`]), ready to run.
+#[derive(Debug)]
+pub struct LocalStart {
+    shared: SharedFlags,
+    dir: PathBuf,
+    flags: HubAuthFlags,
+    arg_url: Option<String>,
+    conn: Option<HubConnection>,
+}
+
+impl LocalStart {
+    /// Checks the flags without touching the data directory or the store: `--hub-url`, `--ca-file`,
+    /// the token command syntax and, with `--hub-url`, that stored tokens come from the IdP/client
+    /// `--oidc-issuer`/`--oidc-client-id` name.
+    pub fn prepare(args: LocalArgs, shared: SharedFlags) -> Result<LocalStart> {
+        let dir = match &args.data_dir {
+            Some(d) => d.clone(),
+            None => default_data_dir()?,
+        };
+        let flags = HubAuthFlags {
+            token_file: args.token_file.clone(),
+            token_load_cmd: args.token_load_cmd.clone(),
+            token_save_cmd: args.token_save_cmd.clone(),
+            ca_file: args.ca_file.clone(),
+            idp: crate::auth::ExpectedIdp {
+                issuer: shared.oidc_issuer.clone(),
+                client_id: shared.oidc_client_id.clone(),
+            },
+        };
+        flags.validate()?;
+        let (arg_url, conn) = match &args.hub_url {
+            Some(u) => {
+                let u = normalise_hub_url(u)?;
+                let c = connect_hub(&dir, &u, &flags)?;
+                check_tokens_at_start(&c)?;
+                (Some(u), Some(c))
+            }
+            None => (None, None),
+        };
+        Ok(LocalStart {
+            shared,
+            dir,
+            flags,
+            arg_url,
+            conn,
+        })
+    }
+
+    /// Runs the daemon until SIGTERM/SIGINT.
+    pub fn run(self) -> Result<()> {
+        run_prepared(self)
+    }
 }
 
 /// Runs `hephd --mode local` until SIGTERM/SIGINT.
+///
+/// Bad flags (`--hub-url`, `--ca-file`, token command syntax, tokens of another IdP than
+/// `--oidc-issuer`/`--oidc-client-id`) are refused before the data directory or the store is touched.
 pub fn run_local(args: LocalArgs, shared: SharedFlags) -> Result<()> {
-    let dir = match &args.data_dir {
-        Some(d) => d.clone(),
-        None => default_data_dir()?,
-    };
+    LocalStart::prepare(args, shared)?.run()
+}
+
+fn run_prepared(start: LocalStart) -> Result<()> {
+    let LocalStart {
+        shared,
+        dir,
+        flags,
+        arg_url,
+        mut conn,
+    } = start;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     let lock = StoreLock::acquire(&dir)?;
     let replica = open_replica(&dir, shared.owner_id)?;
-    let hub_url = match &args.hub_url {
+    let hub_url = match arg_url {
         Some(u) => {
-            let u = normalise_hub_url(u)?;
             status::set_hub_url(&replica, &u)?;
             Some(u)
         }
-        None => status::hub_url(&replica)?,
+        None => match status::hub_url(&replica)? {
+            Some(u) => {
+                let c = connect_hub(&dir, &u, &flags)?;
+                check_tokens_at_start(&c)?;
+                conn = Some(c);
+                Some(u)
+            }
+            None => None,
+        },
     };
     let socket = shared
         .socket
@@ -201,13 +367,13 @@ pub fn run_local(args: LocalArgs, shared: SharedFlags) -> Result<()> {
         env: SystemEnv,
         data_dir: dir.clone(),
         socket: socket.clone(),
-        args: args.clone(),
+        flags,
         hub: RefCell::new(None),
         wake: tokio::sync::Notify::new(),
         sync_guard: tokio::sync::Mutex::new(()),
     });
-    if let Some(u) = &hub_url {
-        state.set_hub(u)?;
+    if let (Some(u), Some(c)) = (&hub_url, conn) {
+        state.install_hub(u, c)?;
     } else {
         tracing::warn!(
             "no hub URL configured: serving the store without sync (use --hub-url or `heph sync --hub-url`)"

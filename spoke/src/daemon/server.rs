@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::UnixListener;
 
-use super::LocalArgs;
+use super::{HubAuthFlags, HubConnection};
 use crate::env::SystemEnv;
 use crate::replica::Replica;
 use crate::rpc::{self, RpcError};
@@ -38,10 +38,10 @@ pub struct Daemon {
     pub data_dir: PathBuf,
     /// The socket path.
     pub socket: PathBuf,
-    /// The flags (token store, CA file).
-    pub args: LocalArgs,
-    /// The hub client, when a hub URL is configured.
-    pub hub: RefCell<Option<Rc<HttpHub>>>,
+    /// Token store, CA file and expected IdP.
+    pub flags: HubAuthFlags,
+    /// The hub client and its token session, when a hub URL is configured.
+    pub hub: RefCell<Option<Rc<HubConnection>>>,
     /// Wakes the sync loop (local write, `sync.now`, new hub).
     pub wake: tokio::sync::Notify,
     /// Serialises syncs (the loop's and `sync.now`'s).
@@ -57,32 +57,32 @@ impl std::fmt::Debug for Daemon {
 }
 
 impl Daemon {
-    /// Points the daemon at `url` (validated, remembered in the store) and wakes the sync loop.
+    /// Points the daemon at `url` (validated, remembered in the store) and wakes the sync loop. Tokens
+    /// of another IdP than `--oidc-issuer`/`--oidc-client-id` name are refused.
     pub fn set_hub(&self, url: &str) -> Result<String> {
         let url = normalise_hub_url(url)?;
-        let a = &self.args;
-        let hub = super::hub_client(
-            &self.data_dir,
-            &url,
-            a.token_file.clone(),
-            a.token_load_cmd.clone(),
-            a.token_save_cmd.clone(),
-            a.ca_file.clone(),
-        )?;
-        status::set_hub_url(&self.replica.borrow(), &url)?;
-        *self.hub.borrow_mut() = Some(Rc::new(hub));
-        self.wake.notify_one();
+        let conn = super::connect_hub(&self.data_dir, &url, &self.flags)?;
+        super::check_tokens_at_start(&conn)?;
+        self.install_hub(&url, conn)?;
         Ok(url)
+    }
+
+    /// Uses `conn` for the (normalised) `url` from now on, remembers the URL and wakes the sync loop.
+    pub fn install_hub(&self, url: &str, conn: HubConnection) -> Result<()> {
+        status::set_hub_url(&self.replica.borrow(), url)?;
+        *self.hub.borrow_mut() = Some(Rc::new(conn));
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// The current hub client.
     pub fn current_hub(&self) -> Option<Rc<HttpHub>> {
-        self.hub.borrow().clone()
+        self.hub.borrow().as_ref().map(|c| c.hub.clone())
     }
 
     /// One sync now (serialised with the background loop); records the outcome in the store.
     pub async fn sync_now(&self) -> Result<SyncReport, crate::sync::SyncError> {
-        let Some(hub) = self.current_hub() else {
+        let Some(conn) = self.hub.borrow().clone() else {
             return Err(crate::sync::SyncError::Hub(crate::sync::HubError::BadUrl {
                 url: String::new(),
                 reason: "no hub URL is configured; run `heph sync --hub-url URL`".into(),
@@ -91,12 +91,13 @@ impl Daemon {
         let _g = self.sync_guard.lock().await;
         let r = sync_once(
             &self.replica,
-            hub.as_ref(),
+            conn.hub.as_ref(),
             &self.env,
             &SyncOptions::default(),
             &mut NoProgress,
         )
-        .await;
+        .await
+        .map_err(|e| super::explain(e, &conn, conn.hub.url()));
         let now = crate::env::Env::now_ms(&self.env);
         let rep = self.replica.borrow();
         let recorded = match &r {

@@ -56,11 +56,16 @@ impl Default for Backoff {
     }
 }
 
+/// A hub that did not answer (or cut a stream) is probed during the backoff; one whose TLS certificate
+/// is refused is not (it will not start answering by itself).
 fn probe_worthy(e: &SyncError) -> bool {
-    matches!(
-        e,
-        SyncError::Hub(HubError::Unreachable { .. }) | SyncError::Hub(HubError::Truncated { .. })
-    )
+    match e {
+        SyncError::Hub(HubError::Unreachable { reason, .. }) => {
+            !super::is_certificate_error(reason)
+        }
+        SyncError::Hub(HubError::Truncated { .. }) => true,
+        _ => false,
+    }
 }
 
 /// Sleeps `delay`, returning early on a wake-up or (when `probe`) as soon as the hub answers again.
@@ -136,7 +141,7 @@ pub async fn run(d: Rc<Daemon>) {
                     need = true;
                     let delay = backoff.next_delay(&d.env);
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "long-poll failed");
-                    let probe = matches!(e, HubError::Unreachable { .. } | HubError::Truncated { .. });
+                    let probe = probe_worthy(&SyncError::Hub(e));
                     back_off(&d, hub.as_ref(), delay, probe).await;
                 }
             }
