@@ -80,12 +80,9 @@ fn sync_error(e: &SyncError) -> PwaError {
 impl Backend {
     /// Opens (or creates) the replica file `name` on the default VFS (the OPFS pool once installed).
     pub(crate) fn open(name: &str, env: BrowserEnv) -> Result<Backend, PwaError> {
+        // The replica's own settings (WAL, synchronous = NORMAL, its page cache) hold here as natively;
+        // `pwa/www/write-batch.js` batches the OPFS writes underneath.
         let replica = Replica::open(name, &env).map_err(open_error)?;
-        // A larger page cache (32 MiB) keeps index pages in memory during bring-up; OPFS reads are the slow part.
-        replica
-            .connection()
-            .execute_batch("PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;")
-            .map_err(|e| PwaError::from_sqlite_text(&e.to_string()))?;
         Ok(Backend {
             replica: Rc::new(RefCell::new(replica)),
             env,

@@ -2,6 +2,8 @@
 // device-code login through the hub's relay, and background sync. The UI talks to it with
 // {id, method, params} messages and gets {id, ok} or {id, err: {code, message, hint}} back; it also
 // receives {event, ...} notifications (ready, open_failed, sync).
+// write-batch.js wraps the OPFS access handles before the wasm module opens any (see that file).
+import * as io from './write-batch.js';
 import init, { WorkerSpoke } from './pkg/heph_pwa.js';
 import * as auth from './auth.js';
 
@@ -130,6 +132,7 @@ async function syncNow() {
       post({ event: 'sync', status: await status() });
       throw problem;
     } finally {
+      drainWrites();
       syncing = null;
       if (again) { again = false; schedule(0); } else if (problem) {
         // Retry by itself only when waiting can help (network, hub down); auth problems need the person.
@@ -186,6 +189,8 @@ const local = {
     const est = self.navigator.storage && self.navigator.storage.estimate ? await self.navigator.storage.estimate() : {};
     return { usage: est.usage ?? null, quota: est.quota ?? null };
   },
+  // Write batching counters: calls SQLite made vs calls that reached OPFS (benchmarks).
+  'pwa.io': () => ({ ...io.stats }),
   'auth.status': () => auth.status(),
   'auth.start': (p) => auth.start(p),
   'auth.poll': async (p) => { const r = await auth.poll(p); if (r.state === 'done') { problem = null; schedule(0); } return r; },
@@ -207,7 +212,18 @@ self.onmessage = async (ev) => {
   } catch (e) {
     post({ id, err: parseErr(e) });
   }
+  drainWrites();
 };
+
+// Every commit syncs, which writes the batched runs out; anything left (a write outside a transaction) goes
+// out here, after each request and each sync.
+function drainWrites() {
+  try {
+    io.drainAll();
+  } catch (e) {
+    post({ event: 'error', error: { code: 'storage', message: `storage error: ${e && e.message ? e.message : e}`, hint: 'Reload the page. If it persists, reset the local replica in Settings.' } });
+  }
+}
 
 self.addEventListener('unhandledrejection', (ev) => {
   ev.preventDefault();

@@ -364,26 +364,36 @@ test('storage quota exhausted: the page says storage is full and what to do, kee
   const titlesOf = async (page) => (await page.evaluate(() => window.heph.rpc('task.list', {}))).map((x) => x.title).sort();
   // The origin's quota is made tiny through the DevTools protocol (the same limit a full disk or a small
   // browser quota puts on OPFS writes); omitting quotaSize gives the real quota back.
-  const setQuota = (cdp, quotaSize) => cdp.send('Storage.overrideQuotaForOrigin', quotaSize === undefined ? { origin: hub.base } : { origin: hub.base, quotaSize });
+  const setQuota = (cdp, quotaSize) => cdp.send('Storage.overrideQuotaForOrigin', quotaSize === undefined ? { origin: own.base } : { origin: own.base, quotaSize });
+  // A hub of its own, so the replica holds only what this test writes.
+  const own = await h.startHub();
+  t.after(() => own.stop());
 
   // 1. The quota runs out while the app is open.
-  const b = await openApp(h.tempDir('heph-prof-'));
+  const b = await h.launch(h.tempDir('heph-prof-'));
   try {
-    assert.equal(b.state, 'ready');
+    await b.page.goto(own.url);
+    assert.equal(await h.appState(b.page), 'ready');
     const cdp = await b.context.newCDPSession(b.page);
     await b.page.fill('#capture-text', 'stored before the storage filled up');
     await b.page.click('#capture-add');
     await b.page.waitForFunction(() => [...document.querySelectorAll('#list li')].some((li) => li.dataset.id && li.textContent.includes('stored before')));
     await setQuota(cdp, 1);
-    // Writes that fit in space the files already hold still succeed: write until SQLite is refused space.
-    const fillers = await b.page.evaluate(async () => {
-      for (let i = 0; i < 2000; i += 1) {
-        try { await window.heph.rpc('task.add', { title: `filler ${i}` }); } catch (e) { return { n: i, e }; }
+    // Writes that fit in space the files already hold (or the browser granted ahead) still succeed: write
+    // large tasks, then small ones, until SQLite is refused space; a capture then needs more than is left.
+    const fill = (prefix, contextBytes) => b.page.evaluate(async ([prefix, contextBytes]) => {
+      const context = contextBytes ? Array.from({ length: contextBytes / 32 }, (_, i) => `${i.toString(36).padStart(31, '.')}\n`).join('') : undefined;
+      for (let i = 0; i < 4000; i += 1) {
+        try { await window.heph.rpc('task.add', { title: `${prefix} ${i}`, context }); } catch (e) { return { n: i, e }; }
       }
-      return { n: 2000, e: null };
-    });
-    assert.equal(fillers.e && fillers.e.code, 'quota', `a write is refused once the quota is used up: ${JSON.stringify(fillers)}`);
-    const stored = ['stored before the storage filled up', ...Array.from({ length: fillers.n }, (_, i) => `filler ${i}`)].sort();
+      return { n: 4000, e: null };
+    }, [prefix, contextBytes]);
+    const big = await fill('big filler', 256 << 10);
+    assert.equal(big.e && big.e.code, 'quota', `a large write is refused once the quota is used up: ${JSON.stringify(big)}`);
+    const small = await fill('filler', 0);
+    assert.equal(small.e && small.e.code, 'quota', `a small write is refused once the quota is used up: ${JSON.stringify(small)}`);
+    const stored = ['stored before the storage filled up', ...Array.from({ length: big.n }, (_, i) => `big filler ${i}`),
+      ...Array.from({ length: small.n }, (_, i) => `filler ${i}`)].sort();
     await b.page.fill('#capture-text', 'captured while the storage is full');
     await b.page.click('#capture-add');
     await b.page.waitForSelector('#banner:not([hidden]) #storage-retry');
@@ -434,7 +444,7 @@ test('storage quota exhausted: the page says storage is full and what to do, kee
   try {
     const cdp = await c.context.newCDPSession(c.page);
     await setQuota(cdp, 1);
-    await c.page.goto(hub.url);
+    await c.page.goto(own.url);
     assert.equal(await h.appState(c.page), 'failed');
     await c.page.waitForSelector('#banner:not([hidden]) #storage-retry');
     assert.match(await c.page.textContent('#banner'), /storage is full/);
