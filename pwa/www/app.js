@@ -12,6 +12,7 @@ let nextId = 1;
 const waiting = new Map();
 let workerState = 'starting'; // starting | ready | failed
 let openError = null;
+let storageFull = false; // a write was refused for lack of space (see "storage full" below)
 let readyResolve;
 const readyPromise = new Promise((r) => { readyResolve = r; });
 
@@ -53,9 +54,7 @@ function onEvent(m) {
   } else if (m.event === 'open_failed') {
     workerState = 'failed';
     openError = m.error;
-    const code = m.error && m.error.code;
-    if (code === 'quota') { storageFull = true; document.body.dataset.storage = 'full'; }
-    showError(m.error, code === 'corrupt' ? resetButton() : code === 'quota' ? retryButton() : null);
+    showError(m.error, m.error && m.error.code === 'corrupt' ? resetButton() : null);
     readyResolve();
     renderOutbox();
   } else if (m.event === 'sync') {
@@ -97,6 +96,13 @@ const API = {
 
 // ---------------------------------------------------------------------------------------------- banners
 function showError(err, extra) {
+  // Any write refused for lack of space (a capture, an edit, done, ...) offers "Try again".
+  if (err && err.code === 'quota' && !extra) {
+    storageFull = true;
+    document.body.dataset.storage = 'full';
+    extra = retryButton();
+    setTimeout(refreshSync, 0);
+  }
   const b = $('#banner');
   b.replaceChildren();
   const s = document.createElement('strong');
@@ -166,7 +172,7 @@ async function flushOutbox() {
     try {
       await send(item);
     } catch (e) {
-      storageFailed(e);
+      showError(e);
       return false;
     }
   }
@@ -176,25 +182,16 @@ async function flushOutbox() {
 
 // ---------------------------------------------------------------------------------------------- storage full
 // A write refused for lack of space (`quota`) leaves the capture in the outbox and the banner up with a
-// "Try again" button; the outbox is retried by that button, by every later capture, when the page becomes
-// visible again and every 20 s. The first write that goes through takes the banner down.
-let storageFull = false;
+// "Try again" button (showError adds it); the outbox is retried by that button, by every later capture, when
+// the page becomes visible again and every 20 s. The first outbox write that goes through takes the banner down.
 
-function storageFailed(e) {
-  if (e && e.code === 'quota') {
-    storageFull = true;
-    document.body.dataset.storage = 'full';
-    showError(e, retryButton());
-  } else {
-    showError(e);
-  }
-}
 
 function storageRecovered() {
   if (!storageFull) return;
   storageFull = false;
   delete document.body.dataset.storage;
   hideBanner();
+  refreshSync();
 }
 
 function retryButton() {
@@ -212,7 +209,7 @@ async function retryOutbox() {
     try {
       await rpc('pwa.reopen');
     } catch (e) {
-      storageFailed(e);
+      showError(e);
       return;
     }
     // The worker's `ready` event (posted before this answer) has re-rendered and flushed the outbox.
@@ -252,7 +249,7 @@ async function capture(title) {
       const note = optimistic.querySelector('.pending-dot');
       if (note) note.textContent = 'not saved yet · kept on this page';
     }
-    storageFailed(e);
+    showError(e);
   }
 }
 
@@ -540,7 +537,7 @@ function renderSync(s) {
   const pending = s.pending_local_ops ?? 0;
   const p = s.problem;
   const needLogin = !s.dev_mode && (!s.logged_in || s.auth_failure || (p && /auth/.test(p.code)));
-  if (p && p.code === 'quota') { pill.textContent = pending ? `${pending} unsent · storage full` : 'storage full'; pill.classList.add('bad'); }
+  if (storageFull || (p && p.code === 'quota')) { pill.textContent = pending ? `${pending} unsent · storage full` : 'storage full'; pill.classList.add('bad'); }
   else if (needLogin) { pill.textContent = pending ? `${pending} unsent · log in` : 'log in to sync'; pill.classList.add('bad'); }
   else if (p) { pill.textContent = pending ? `${pending} unsent · offline` : 'offline'; pill.classList.add('bad'); }
   else if (s.syncing) { pill.textContent = 'syncing…'; pill.classList.add('pending'); }

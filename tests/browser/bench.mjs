@@ -3,7 +3,8 @@
 // 1. bytes transferred on first load, gzipped (every shell asset the service worker precaches);
 // 2. cold start (a new browser process on the same profile) to the first rendered list, 10,000 tasks;
 // 3. capture latency with 10,000 tasks: submit → row visible, and → row confirmed by the worker;
-// 4. bring-up of ~100,000 ops from the hub into a fresh browser replica (ops/s of the first sync).
+// 4. bring-up of ~100,000 ops from the hub into a fresh browser replica (ops/s of the first sync);
+//    HEPH_BENCH_NO_WRITE_BATCH=1 runs it without the OPFS write batching (pwa/www/write-batch.js).
 import * as zlib from 'node:zlib';
 import * as h from './harness.mjs';
 
@@ -124,8 +125,16 @@ try {
   out.nativeBringUpOpsPerSec = ops / ((Date.now() - t1) / 1000);
   console.log(`native bring-up (${h.binPath('heph')}): ${ops} ops in ${Date.now() - t1} ms (whole process)`);
   const rates = [];
+  // HEPH_BENCH_NO_WRITE_BATCH=1 serves a write-batch.js that wraps nothing (for the before/after comparison).
+  const noBatch = process.env.HEPH_BENCH_NO_WRITE_BATCH === '1';
+  if (noBatch) console.log('write batching disabled for this run');
   for (let i = 0; i < Math.min(RUNS, 3); i += 1) {
-    b = await h.launch(h.tempDir('heph-bench-'));
+    b = await h.launch(h.tempDir('heph-bench-'), noBatch ? { serviceWorkers: 'block' } : {});
+    if (noBatch) {
+      await b.context.route('**/write-batch.js', (route) => route.fulfill({
+        contentType: 'text/javascript', body: 'export const stats = { writes: 0, fileWrites: 0, bytes: 0 };\nexport function drainAll() {}\n',
+      }));
+    }
     await b.page.goto(hub.url);
     await h.appState(b.page, 60000);
     const end = Date.now() + 120000;
@@ -137,7 +146,8 @@ try {
       await new Promise((res) => setTimeout(res, 200));
     }
     rates.push(s.last_run.pulled_ops / (s.last_run.duration_ms / 1000));
-    console.log(`bring-up run ${i + 1}: ${s.last_run.pulled_ops} ops in ${s.last_run.duration_ms} ms`);
+    const io = await b.page.evaluate(() => window.heph.rpc('pwa.io'));
+    console.log(`bring-up run ${i + 1}: ${s.last_run.pulled_ops} ops in ${s.last_run.duration_ms} ms (SQLite writes ${io.writes}, OPFS write calls ${io.fileWrites}, ${(io.bytes / 1e6).toFixed(1)} MB)`);
     await b.close();
   }
   out.bringUpOpsPerSec = median(rates);

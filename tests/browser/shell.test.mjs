@@ -405,6 +405,7 @@ test('storage quota exhausted: the page says storage is full and what to do, kee
     assert.deepEqual(await outboxTitles(b.page), ['captured while the storage is full']);
     assert.ok((await listTitles(b.page)).includes('captured while the storage is full'), 'the capture stays visible');
     assert.match(await b.page.textContent('#list'), /not saved yet · kept on this page/);
+    await b.page.waitForFunction(() => /storage full/.test(document.querySelector('#sync-pill').textContent));
     // Other writes are refused the same way and change nothing.
     const edit = await b.page.evaluate(() => window.heph.rpc('task.add', { title: 'another write', context: 'x'.repeat(100000) }).then(() => null, (e) => e));
     assert.equal(edit && edit.code, 'quota', JSON.stringify(edit));
@@ -428,6 +429,7 @@ test('storage quota exhausted: the page says storage is full and what to do, kee
     await setQuota(cdp2, undefined);
     await b.page.click('#storage-retry');
     await b.page.waitForFunction(() => document.querySelector('#banner').hidden && document.querySelector('#outbox').hidden);
+    await b.page.waitForFunction(() => !/storage full/.test(document.querySelector('#sync-pill').textContent));
     await b.page.waitForFunction(() => [...document.querySelectorAll('#list li')].some((li) => li.dataset.id && li.textContent.includes('captured while the storage is full')));
     assert.deepEqual(await titlesOf(b.page), [...stored, 'captured while the storage is full'].sort());
     await b.page.fill('#capture-text', 'captured after space was freed');
