@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use heph_format::{Attention, Clock, Field, NodeId, NodeKind, Op, OpKind, Origin, TaskState};
 use heph_spoke::model::{self, ListFilter};
+use heph_spoke::sync::APPLY_BATCH_OPS;
 use heph_spoke::{Replica, TestEnv};
 
 const TASKS: u64 = 100_000;
@@ -93,10 +94,12 @@ fn main() {
         let path = dir.path().join("heph.db");
         let mut r = Replica::open(path.to_str().expect("utf-8 path"), &env).expect("open");
         let t = Instant::now();
-        // Bring-up order: origin by origin, segment by segment (as the sync engine delivers them).
+        // Bring-up order: origin by origin, segment by segment, in the transactions the sync engine
+        // applies them in (whole segments, `APPLY_BATCH_OPS` ops per transaction).
         for (origin, ops) in &streams {
-            for (k, chunk) in ops.chunks(SEGMENT).enumerate() {
-                r.apply_foreign(*origin, (k * SEGMENT) as u64 + 1, chunk, None)
+            let per_tx = APPLY_BATCH_OPS.div_ceil(SEGMENT) * SEGMENT;
+            for (k, chunk) in ops.chunks(per_tx).enumerate() {
+                r.apply_foreign(*origin, (k * per_tx) as u64 + 1, chunk, None)
                     .expect("apply");
             }
         }

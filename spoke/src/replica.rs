@@ -374,12 +374,22 @@ impl Replica {
         ops: &[StoredOp],
         cursor: Option<&SyncCursor>,
     ) -> Result<ApplyReport> {
+        self.apply_with_cursors(ops, cursor.map(std::slice::from_ref).unwrap_or_default())
+    }
+
+    /// Like [`Replica::apply_stored`], writing several origins' cursors in the same transaction (for
+    /// one origin, the last cursor given wins).
+    pub fn apply_with_cursors(
+        &mut self,
+        ops: &[StoredOp],
+        cursors: &[SyncCursor],
+    ) -> Result<ApplyReport> {
         let tx = self
             .conn
             .transaction()
             .map_err(|e| map_open_error(&self.path, e))?;
         let report = ingest(&tx, ops).map_err(|e| remap(&self.path, e))?;
-        if let Some(c) = cursor {
+        for c in cursors {
             write_cursor(&tx, c).map_err(|e| remap(&self.path, e))?;
         }
         tx.commit().map_err(|e| map_open_error(&self.path, e))?;
@@ -475,7 +485,9 @@ impl Replica {
         tx.execute_batch(
             "DELETE FROM nodes; DELETE FROM tags; DELETE FROM links; DELETE FROM log_entries; DELETE FROM fts;",
         )?;
-        oplog::for_each_node(&tx, &mut |node, ops| fold_node(&tx, node, None, ops))?;
+        oplog::for_each_node(&tx, &mut |node, ops| {
+            fold_node(&tx, node, None, ops.iter().collect())
+        })?;
         tx.commit()?;
         Ok(())
     }
@@ -539,9 +551,9 @@ pub(crate) fn ingest(conn: &Connection, ops: &[StoredOp]) -> Result<ApplyReport>
     let (fresh, duplicates) = oplog::insert(conn, ops)?;
     report.duplicates = duplicates;
     report.inserted = fresh.len() as u64;
-    let mut by_node: BTreeMap<NodeId, Vec<Op>> = BTreeMap::new();
+    let mut by_node: BTreeMap<NodeId, Vec<&Op>> = BTreeMap::new();
     for s in fresh {
-        by_node.entry(s.op.node).or_default().push(s.op.clone());
+        by_node.entry(s.op.node).or_default().push(&s.op);
     }
     if let Some(max) = by_node.values().flatten().map(|o| o.hlc).max() {
         let cur = stored_clock(conn)?;
@@ -558,14 +570,14 @@ pub(crate) fn ingest(conn: &Connection, ops: &[StoredOp]) -> Result<ApplyReport>
             Some(mut state) => {
                 let min_new = new_ops[0].hlc;
                 if state.max.is_none_or(|m| min_new > m) {
-                    for op in &new_ops {
+                    for op in new_ops {
                         state.apply(op, &mut |h| base_lookup(conn, node, h))?;
                     }
                     state.store(conn)?;
                 } else {
                     report.rematerialised += 1;
                     let all = load_node_ops(conn, node)?;
-                    fold_node(conn, node, state.rowid, all)?;
+                    fold_node(conn, node, state.rowid, all.iter().collect())?;
                 }
             }
         }
@@ -591,7 +603,7 @@ fn base_lookup(conn: &Connection, node: NodeId, h: Hlc) -> Result<Option<String>
 }
 
 /// Folds all of a node's ops from scratch and writes its rows (replacing any existing ones).
-fn fold_node(conn: &Connection, node: NodeId, rowid: Option<i64>, mut ops: Vec<Op>) -> Result<()> {
+fn fold_node(conn: &Connection, node: NodeId, rowid: Option<i64>, mut ops: Vec<&Op>) -> Result<()> {
     ops.sort_by_key(|o| o.hlc);
     let texts: BTreeMap<Hlc, String> = ops
         .iter()

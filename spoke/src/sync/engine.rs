@@ -556,62 +556,99 @@ async fn pull(
     };
     let mut stream = hub.stream(&after, &only).await?;
     let wanted: BTreeSet<Origin> = only.iter().copied().collect();
-    while let Some((id, bytes)) = stream.next_segment().await? {
-        let claimed = heph_format::decode_header(&bytes, &opts.limits)
-            .map(|h| h.origin)
-            .unwrap_or_default();
-        let bad = |reason: String| SyncError::BadSegment {
-            origin: claimed,
-            reason,
-        };
-        id.verify(&bytes).map_err(|e| bad(e.to_string()))?;
-        let seg = decode_segment(&bytes, &opts.limits).map_err(|e| bad(e.to_string()))?;
-        let origin = seg.header.origin;
-        if origin == own || !wanted.contains(&origin) {
-            return Err(bad(
-                "the hub sent a segment of an origin that was not asked for".into(),
-            ));
-        }
-        check_owner(owner, &seg.header).map_err(|e| bad(e.to_string()))?;
-        let Some(cursor) = lag.get(&origin) else {
-            return Err(bad(
-                "the hub sent a segment of an origin that was not asked for".into(),
-            ));
-        };
-        if seg.header.last_seq() <= cursor.last_seq {
-            // Already held (the hub ignored `after`): nothing to do.
-            continue;
-        }
-        let head = cursor_head(cursor);
-        check_continues(head.as_ref(), &seg.header).map_err(|e| match e {
-            ChainError::Gap { .. } | ChainError::Fork { .. } | ChainError::Occupied { .. } => {
-                bad(format!(
-                    "chain continuity: {e} (this replica holds {})",
-                    describe(head.as_ref())
-                ))
+    let mut batch = PullBatch::default();
+    let received: Result<(), SyncError> = async {
+        while let Some((id, bytes)) = stream.next_segment().await? {
+            let claimed = heph_format::decode_header(&bytes, &opts.limits)
+                .map(|h| h.origin)
+                .unwrap_or_default();
+            let bad = |reason: String| SyncError::BadSegment {
+                origin: claimed,
+                reason,
+            };
+            id.verify(&bytes).map_err(|e| bad(e.to_string()))?;
+            let seg = decode_segment(&bytes, &opts.limits).map_err(|e| bad(e.to_string()))?;
+            let origin = seg.header.origin;
+            if origin == own || !wanted.contains(&origin) {
+                return Err(bad(
+                    "the hub sent a segment of an origin that was not asked for".into(),
+                ));
             }
-            other => bad(other.to_string()),
-        })?;
-        let next = cursor_of(origin, &advance(head.as_ref(), &seg.header, id));
-        let n = seg.ops.len() as u64;
-        let first = seg.header.first_seq;
-        let stored: Vec<StoredOp> = seg
-            .ops
-            .into_iter()
-            .enumerate()
-            .map(|(i, op)| StoredOp {
-                origin,
-                seq: first + i as u64,
-                op,
-            })
-            .collect();
-        cell.borrow_mut().apply_stored(&stored, Some(&next))?;
-        lag.insert(origin, next);
-        report.pulled_segments += 1;
+            check_owner(owner, &seg.header).map_err(|e| bad(e.to_string()))?;
+            let Some(cursor) = lag.get(&origin) else {
+                return Err(bad(
+                    "the hub sent a segment of an origin that was not asked for".into(),
+                ));
+            };
+            if seg.header.last_seq() <= cursor.last_seq {
+                // Already held (the hub ignored `after`): nothing to do.
+                continue;
+            }
+            let head = cursor_head(cursor);
+            check_continues(head.as_ref(), &seg.header).map_err(|e| match e {
+                ChainError::Gap { .. } | ChainError::Fork { .. } | ChainError::Occupied { .. } => {
+                    bad(format!(
+                        "chain continuity: {e} (this replica holds {})",
+                        describe(head.as_ref())
+                    ))
+                }
+                other => bad(other.to_string()),
+            })?;
+            let next = cursor_of(origin, &advance(head.as_ref(), &seg.header, id));
+            let first = seg.header.first_seq;
+            batch
+                .ops
+                .extend(seg.ops.into_iter().enumerate().map(|(i, op)| StoredOp {
+                    origin,
+                    seq: first + i as u64,
+                    op,
+                }));
+            batch.cursors.push(next.clone());
+            batch.segments += 1;
+            lag.insert(origin, next);
+            if batch.ops.len() >= APPLY_BATCH_OPS {
+                batch.apply(cell, progress, report)?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    // Segments verified before a failure are kept; then the failure is reported.
+    let applied = batch.apply(cell, progress, report);
+    received.and(applied)
+}
+
+/// Verified segments are applied this many ops at a time (at least one segment), each batch with its
+/// cursors in one transaction: fewer, larger commits, and one materialisation per node per batch.
+pub const APPLY_BATCH_OPS: usize = 20_000;
+
+/// Verified segments waiting to be applied.
+#[derive(Default)]
+struct PullBatch {
+    ops: Vec<StoredOp>,
+    cursors: Vec<SyncCursor>,
+    segments: u64,
+}
+
+impl PullBatch {
+    fn apply(
+        &mut self,
+        cell: &RefCell<Replica>,
+        progress: &mut dyn Progress,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
+        if self.segments == 0 {
+            return Ok(());
+        }
+        cell.borrow_mut()
+            .apply_with_cursors(&self.ops, &self.cursors)?;
+        let n = self.ops.len() as u64;
+        report.pulled_segments += self.segments;
         report.pulled_ops += n;
         progress.advance(n);
+        *self = PullBatch::default();
+        Ok(())
     }
-    Ok(())
 }
 
 /// One complete sync against `hub` (see the module docs). Returns only when the replica holds exactly

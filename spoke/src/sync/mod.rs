@@ -18,7 +18,9 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{NoProgress, Progress, SyncError, SyncOptions, SyncReport, sync_once};
+pub use engine::{
+    APPLY_BATCH_OPS, NoProgress, Progress, SyncError, SyncOptions, SyncReport, sync_once,
+};
 pub use http::{HttpHub, normalise_hub_url};
 pub use hub::{HubClient, HubConfig, HubError, HubHeads, PushOutcome, StaticToken, TokenProvider};
 pub use memory::MemoryHub;
