@@ -575,8 +575,11 @@ impl SegmentLog {
             len: bytes.len() as u64,
             prev: header.prev,
         };
-        self.store.put_blob(claimed, bytes).await?;
-        match self.store.put_position(owner, origin, &position).await? {
+        match self
+            .store
+            .put_segment(owner, origin, &position, bytes)
+            .await?
+        {
             PutOutcome::Created => {
                 let head = {
                     let mut chains = lock(&self.chains);

@@ -940,26 +940,14 @@ impl SegmentStore for DownStore {
     fn describe(&self) -> String {
         "down:".into()
     }
-    async fn put_blob(&self, _: SegmentId, _: bytes::Bytes) -> Result<(), heph_hub::StoreError> {
-        Err(heph_hub::StoreError::Backend("connection refused".into()))
-    }
-    async fn get_blob(&self, _: SegmentId) -> Result<Option<bytes::Bytes>, heph_hub::StoreError> {
-        Err(heph_hub::StoreError::Backend("connection refused".into()))
-    }
-    async fn put_position(
+    async fn create(
         &self,
-        _: heph_format::OwnerId,
-        _: heph_format::Origin,
-        _: &heph_hub::Position,
-    ) -> Result<heph_hub::PutOutcome, heph_hub::StoreError> {
+        _: &str,
+        _: bytes::Bytes,
+    ) -> Result<Option<bytes::Bytes>, heph_hub::StoreError> {
         Err(heph_hub::StoreError::Backend("connection refused".into()))
     }
-    async fn get_position(
-        &self,
-        _: heph_format::OwnerId,
-        _: heph_format::Origin,
-        _: u64,
-    ) -> Result<Option<heph_hub::Position>, heph_hub::StoreError> {
+    async fn read(&self, _: &str) -> Result<Option<bytes::Bytes>, heph_hub::StoreError> {
         Err(heph_hub::StoreError::Backend("connection refused".into()))
     }
     async fn list_positions(
@@ -975,12 +963,6 @@ impl SegmentStore for DownStore {
         &self,
         _: heph_format::OwnerId,
     ) -> Result<Vec<heph_format::Origin>, heph_hub::StoreError> {
-        Err(heph_hub::StoreError::Backend("connection refused".into()))
-    }
-    async fn claim_owner(
-        &self,
-        _: heph_format::OwnerId,
-    ) -> Result<heph_format::OwnerId, heph_hub::StoreError> {
         Err(heph_hub::StoreError::Backend("connection refused".into()))
     }
     async fn owner(&self) -> Result<Option<heph_format::OwnerId>, heph_hub::StoreError> {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use heph_hub::store::{FsStore, SegmentStore, keys};
+use heph_hub::store::{FsStore, Position, PutOutcome, SegmentStore, keys};
 use heph_hub::testkit::{origin, owner, segment};
 
 async fn make() -> Arc<dyn SegmentStore> {
@@ -76,4 +76,120 @@ async fn layout_matches_protocol_doc() {
         serde_json::from_slice(&std::fs::read(dir.path().join("owner")).expect("owner"))
             .expect("json");
     assert_eq!(owner_json["owner"], owner(1).to_string());
+}
+
+fn position_of(s: &heph_format::EncodedSegment) -> Position {
+    Position {
+        first_seq: s.header.first_seq,
+        last_seq: s.header.last_seq(),
+        hash: s.id,
+        len: s.bytes.len() as u64,
+        prev: s.header.prev,
+    }
+}
+
+#[tokio::test]
+async fn incomplete_blob_from_a_power_loss_is_absent_and_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FsStore::open(dir.path()).await.expect("open");
+    let (a, b) = (
+        segment(owner(1), origin(1), 1, None, 3, 200, 1),
+        segment(owner(1), origin(2), 1, None, 3, 200, 2),
+    );
+    // A power loss after the link but before the data reached the disk: the name exists with
+    // part of the bytes (or none).
+    for (s, partial) in [(&a, &a.bytes[..a.bytes.len() / 2]), (&b, &b.bytes[..0])] {
+        let path = dir.path().join(keys::blob(&s.id));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, partial).expect("write");
+        assert_eq!(
+            store.get_blob(s.id).await.expect("get"),
+            None,
+            "an incomplete blob is absent"
+        );
+    }
+    store
+        .put_blob(a.id, Bytes::from(a.bytes.clone()))
+        .await
+        .expect("put replaces the incomplete blob");
+    assert_eq!(
+        store.get_blob(a.id).await.expect("get").as_deref(),
+        Some(&a.bytes[..])
+    );
+    let p = position_of(&b);
+    assert_eq!(
+        store
+            .put_segment(owner(1), origin(2), &p, Bytes::from(b.bytes.clone()))
+            .await
+            .expect("segment"),
+        PutOutcome::Created
+    );
+    for s in [&a, &b] {
+        let on_disk = std::fs::read(dir.path().join(keys::blob(&s.id))).expect("read");
+        assert_eq!(on_disk, s.bytes, "the file now holds the whole segment");
+    }
+    assert_eq!(
+        store
+            .get_position(owner(1), origin(2), 1)
+            .await
+            .expect("get"),
+        Some(p)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_directory_never_both_win_a_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one: Arc<dyn SegmentStore> = Arc::new(FsStore::open(dir.path()).await.expect("open"));
+    let two: Arc<dyn SegmentStore> = Arc::new(FsStore::open(dir.path()).await.expect("open"));
+    for round in 0..20u64 {
+        let o = origin(round as u16 + 1);
+        let tasks: Vec<_> = (0..8u64)
+            .map(|i| {
+                let store = Arc::clone(if i % 2 == 0 { &one } else { &two });
+                let s = segment(owner(1), o, 1, None, 1 + i as usize, 50, round * 100 + i);
+                tokio::spawn(async move {
+                    let p = position_of(&s);
+                    let r = store
+                        .put_segment(owner(1), o, &p, Bytes::from(s.bytes))
+                        .await
+                        .expect("put");
+                    (p, r)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (p, r) = t.await.expect("join");
+            match r {
+                PutOutcome::Created => winners.push(p),
+                PutOutcome::Exists(_) => {}
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: one winner, got {winners:?}"
+        );
+        for store in [&one, &two] {
+            assert_eq!(
+                store.get_position(owner(1), o, 1).await.expect("get"),
+                Some(winners[0])
+            );
+            assert!(
+                store
+                    .get_blob(winners[0].hash)
+                    .await
+                    .expect("blob")
+                    .is_some()
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp"))
+            .expect("tmp")
+            .count(),
+        0,
+        "no temp files are left behind"
+    );
 }

@@ -128,6 +128,137 @@ pub async fn position_race(store: Arc<dyn SegmentStore>) {
     );
 }
 
+/// Whole segments (`put_segment`): the blob and the entry are stored together; a second segment
+/// for a taken position gets the existing entry and leaves it alone; racing writers of one
+/// position have one winner; many concurrent writers to many chains all land.
+pub async fn segments(store: Arc<dyn SegmentStore>) {
+    let (w, o) = (owner(1), origin(1));
+    let a = segment(w, o, 1, None, 4, 30, 1);
+    let b = segment(w, o, 1, None, 6, 30, 2);
+    let pa = Position {
+        first_seq: 1,
+        last_seq: a.header.last_seq(),
+        hash: a.id,
+        len: a.bytes.len() as u64,
+        prev: None,
+    };
+    let pb = Position {
+        hash: b.id,
+        last_seq: b.header.last_seq(),
+        len: b.bytes.len() as u64,
+        ..pa
+    };
+    let put = |p: Position, bytes: Vec<u8>| {
+        let store = Arc::clone(&store);
+        async move { store.put_segment(w, o, &p, Bytes::from(bytes)).await }
+    };
+    assert_eq!(
+        put(pa, a.bytes.clone()).await.expect("put"),
+        PutOutcome::Created
+    );
+    assert_eq!(store.get_position(w, o, 1).await.expect("get"), Some(pa));
+    assert_eq!(
+        store.get_blob(a.id).await.expect("blob").as_deref(),
+        Some(&a.bytes[..])
+    );
+    assert_eq!(
+        put(pa, a.bytes.clone()).await.expect("again"),
+        PutOutcome::Exists(pa),
+        "an identical re-put reports the entry"
+    );
+    assert_eq!(
+        put(pb, b.bytes.clone()).await.expect("other"),
+        PutOutcome::Exists(pa),
+        "another segment for a taken position gets the existing entry"
+    );
+    assert_eq!(store.get_position(w, o, 1).await.expect("get"), Some(pa));
+
+    // Racing writers of one position (different segments): exactly one wins.
+    let racers: Vec<_> = (0..12u64)
+        .map(|i| {
+            let s = segment(w, origin(2), 1, None, 2 + i as usize, 20, 100 + i);
+            let p = Position {
+                first_seq: 1,
+                last_seq: s.header.last_seq(),
+                hash: s.id,
+                len: s.bytes.len() as u64,
+                prev: None,
+            };
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let r = store
+                    .put_segment(w, origin(2), &p, Bytes::from(s.bytes))
+                    .await;
+                (p, r)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in racers {
+        let (p, r) = t.await.expect("join");
+        if r.expect("race put") == PutOutcome::Created {
+            winners.push(p);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one racer wins");
+    assert_eq!(
+        store.get_position(w, origin(2), 1).await.expect("get"),
+        Some(winners[0])
+    );
+    assert!(
+        store
+            .get_blob(winners[0].hash)
+            .await
+            .expect("blob")
+            .is_some(),
+        "the winner's blob is stored"
+    );
+
+    // Many chains at once, each in order: every segment lands with its blob.
+    let chains: Vec<_> = (0..16u16)
+        .map(|i| chain(w, origin(100 + i), 5, 3, 200, u64::from(i)))
+        .collect();
+    let writers: Vec<_> = chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (store, c) = (Arc::clone(&store), c.clone());
+            let o = origin(100 + i as u16);
+            tokio::spawn(async move {
+                for s in c {
+                    let p = Position {
+                        first_seq: s.header.first_seq,
+                        last_seq: s.header.last_seq(),
+                        hash: s.id,
+                        len: s.bytes.len() as u64,
+                        prev: s.header.prev,
+                    };
+                    let r = store.put_segment(w, o, &p, Bytes::from(s.bytes)).await;
+                    assert_eq!(r.expect("put"), PutOutcome::Created);
+                }
+            })
+        })
+        .collect();
+    for t in writers {
+        t.await.expect("writer");
+    }
+    for (i, c) in chains.iter().enumerate() {
+        let o = origin(100 + i as u16);
+        for s in c {
+            let p = store
+                .get_position(w, o, s.header.first_seq)
+                .await
+                .expect("get")
+                .expect("entry stored");
+            assert_eq!(p.hash, s.id);
+            assert_eq!(
+                store.get_blob(s.id).await.expect("blob").as_deref(),
+                Some(&s.bytes[..])
+            );
+        }
+    }
+}
+
 /// Listing positions: numeric order (not lexicographic), `after`, `limit`; listing origins.
 pub async fn listing(store: Arc<dyn SegmentStore>) {
     let w = owner(1);
@@ -411,6 +542,7 @@ where
     blobs(make().await).await;
     positions(make().await).await;
     position_race(make().await).await;
+    segments(make().await).await;
     listing(make().await).await;
     owner_claim(make().await).await;
     chain_rules(make().await).await;
@@ -424,7 +556,7 @@ where
 macro_rules! store_conformance {
     ($make:expr) => {
         $crate::store_conformance!(@tests $make;
-            blobs positions position_race listing owner_claim chain_rules shared_store configured_owner);
+            blobs positions position_race segments listing owner_claim chain_rules shared_store configured_owner);
     };
     (@tests $make:expr; $($check:ident)*) => {
         $(

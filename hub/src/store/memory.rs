@@ -5,12 +5,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use heph_format::{Origin, OwnerId, SegmentId};
+use heph_format::{Origin, OwnerId};
 
-use super::{
-    Position, PutOutcome, SegmentStore, StoreError, decode_owner, decode_position, encode_owner,
-    encode_position, keys,
-};
+use super::{SegmentStore, StoreError, keys};
 
 /// A store that keeps every object in process memory (lost on exit). Same semantics as the
 /// persistent stores: create-if-absent writes, ordered listings.
@@ -30,16 +27,6 @@ impl MemoryStore {
         self.objects
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Inserts unless present; returns the existing value when present.
-    fn put_if_absent(&self, key: String, value: Bytes) -> Option<Bytes> {
-        let mut map = self.lock();
-        if let Some(existing) = map.get(&key) {
-            return Some(existing.clone());
-        }
-        map.insert(key, value);
-        None
     }
 
     /// Keys under `prefix/` (direct children only), as names relative to the prefix.
@@ -66,43 +53,17 @@ impl SegmentStore for MemoryStore {
         "memory:".to_owned()
     }
 
-    async fn put_blob(&self, id: SegmentId, bytes: Bytes) -> Result<(), StoreError> {
-        self.put_if_absent(keys::blob(&id), bytes);
-        Ok(())
-    }
-
-    async fn get_blob(&self, id: SegmentId) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.lock().get(&keys::blob(&id)).cloned())
-    }
-
-    async fn put_position(
-        &self,
-        owner: OwnerId,
-        origin: Origin,
-        pos: &Position,
-    ) -> Result<PutOutcome, StoreError> {
-        let key = keys::position(owner, origin, pos.first_seq);
-        match self.put_if_absent(key.clone(), encode_position(pos)) {
-            None => Ok(PutOutcome::Created),
-            Some(existing) => Ok(PutOutcome::Exists(decode_position(
-                &key,
-                pos.first_seq,
-                &existing,
-            )?)),
+    async fn create(&self, key: &str, bytes: Bytes) -> Result<Option<Bytes>, StoreError> {
+        let mut map = self.lock();
+        if let Some(existing) = map.get(key) {
+            return Ok(Some(existing.clone()));
         }
+        map.insert(key.to_owned(), bytes);
+        Ok(None)
     }
 
-    async fn get_position(
-        &self,
-        owner: OwnerId,
-        origin: Origin,
-        first_seq: u64,
-    ) -> Result<Option<Position>, StoreError> {
-        let key = keys::position(owner, origin, first_seq);
-        let found = self.lock().get(&key).cloned();
-        found
-            .map(|b| decode_position(&key, first_seq, &b))
-            .transpose()
+    async fn read(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.lock().get(key).cloned())
     }
 
     async fn list_positions(
@@ -127,18 +88,6 @@ impl SegmentStore for MemoryStore {
         Ok(super::canonical_origins(
             self.children(&keys::owner_chains(owner)),
         ))
-    }
-
-    async fn claim_owner(&self, owner: OwnerId) -> Result<OwnerId, StoreError> {
-        match self.put_if_absent(keys::OWNER.to_owned(), encode_owner(owner)) {
-            None => Ok(owner),
-            Some(existing) => decode_owner(&existing),
-        }
-    }
-
-    async fn owner(&self) -> Result<Option<OwnerId>, StoreError> {
-        let found = self.lock().get(keys::OWNER).cloned();
-        found.map(|b| decode_owner(&b)).transpose()
     }
 
     async fn check(&self) -> Result<(), StoreError> {

@@ -94,17 +94,36 @@ impl StoreError {
 /// Implementations must make every write atomic (a reader sees a whole object or none) and
 /// create-if-absent (an existing object is never replaced), also across processes and hosts
 /// sharing the same store. The chain rules live above this trait, in [`crate::log::SegmentLog`].
+///
+/// A store implements the two object primitives [`create`](SegmentStore::create) and
+/// [`read`](SegmentStore::read) plus the listings; the typed methods (blobs, position entries,
+/// the owner record, [`put_segment`](SegmentStore::put_segment)) are provided over them with the
+/// shared [`keys`] layout and encodings. A store may override a provided method when it can do
+/// the same thing faster (the filesystem store overrides the blob and segment writes).
 #[async_trait]
 pub trait SegmentStore: Send + Sync + fmt::Debug {
     /// A human-readable description for logs (`file:///…`, `s3://bucket/prefix`, `memory:`).
     fn describe(&self) -> String;
 
+    /// Creates the object `key` (a [`keys`] path) holding `bytes` unless it exists; returns
+    /// `None` when this call created it, or the existing object's bytes (unchanged). Atomic and
+    /// durable before it returns: exactly one of any number of concurrent callers (in any
+    /// process) creates a given key.
+    async fn create(&self, key: &str, bytes: Bytes) -> Result<Option<Bytes>, StoreError>;
+
+    /// The bytes of object `key`, if it exists.
+    async fn read(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+
     /// Stores segment bytes under their id unless a blob with that id exists (which, being
     /// content-addressed, holds the same bytes). The caller has verified `id` against `bytes`.
-    async fn put_blob(&self, id: SegmentId, bytes: Bytes) -> Result<(), StoreError>;
+    async fn put_blob(&self, id: SegmentId, bytes: Bytes) -> Result<(), StoreError> {
+        self.create(&keys::blob(&id), bytes).await.map(|_| ())
+    }
 
     /// The bytes of blob `id`, if stored.
-    async fn get_blob(&self, id: SegmentId) -> Result<Option<Bytes>, StoreError>;
+    async fn get_blob(&self, id: SegmentId) -> Result<Option<Bytes>, StoreError> {
+        self.read(&keys::blob(&id)).await
+    }
 
     /// Writes the position entry for `(owner, origin, pos.first_seq)` if none exists; otherwise
     /// returns the existing entry and changes nothing. Exactly one of any number of concurrent
@@ -114,7 +133,11 @@ pub trait SegmentStore: Send + Sync + fmt::Debug {
         owner: OwnerId,
         origin: Origin,
         pos: &Position,
-    ) -> Result<PutOutcome, StoreError>;
+    ) -> Result<PutOutcome, StoreError> {
+        let key = keys::position(owner, origin, pos.first_seq);
+        let existing = self.create(&key, encode_position(pos)).await?;
+        position_outcome(&key, pos.first_seq, existing)
+    }
 
     /// The position entry at `(owner, origin, first_seq)`, if any.
     async fn get_position(
@@ -122,7 +145,27 @@ pub trait SegmentStore: Send + Sync + fmt::Debug {
         owner: OwnerId,
         origin: Origin,
         first_seq: u64,
-    ) -> Result<Option<Position>, StoreError>;
+    ) -> Result<Option<Position>, StoreError> {
+        let key = keys::position(owner, origin, first_seq);
+        self.read(&key)
+            .await?
+            .map(|b| decode_position(&key, first_seq, &b))
+            .transpose()
+    }
+
+    /// Stores one pushed segment: its blob (`bytes`, whose id is `pos.hash`), then its position
+    /// entry, which is the commit. When this returns [`PutOutcome::Created`], both are durable;
+    /// the position entry never becomes visible or durable before the blob is durable.
+    async fn put_segment(
+        &self,
+        owner: OwnerId,
+        origin: Origin,
+        pos: &Position,
+        bytes: Bytes,
+    ) -> Result<PutOutcome, StoreError> {
+        self.put_blob(pos.hash, bytes).await?;
+        self.put_position(owner, origin, pos).await
+    }
 
     /// The `first_seq` of up to `limit` position entries of `(owner, origin)` with
     /// `first_seq > after`, ascending.
@@ -139,13 +182,36 @@ pub trait SegmentStore: Send + Sync + fmt::Debug {
 
     /// Records `owner` as the store's owner unless one is recorded; returns the recorded owner
     /// (which is `owner` exactly when this call or an earlier one with the same owner won).
-    async fn claim_owner(&self, owner: OwnerId) -> Result<OwnerId, StoreError>;
+    async fn claim_owner(&self, owner: OwnerId) -> Result<OwnerId, StoreError> {
+        match self.create(keys::OWNER, encode_owner(owner)).await? {
+            None => Ok(owner),
+            Some(existing) => decode_owner(&existing),
+        }
+    }
 
     /// The recorded owner, if any.
-    async fn owner(&self) -> Result<Option<OwnerId>, StoreError>;
+    async fn owner(&self) -> Result<Option<OwnerId>, StoreError> {
+        self.read(keys::OWNER)
+            .await?
+            .map(|b| decode_owner(&b))
+            .transpose()
+    }
 
     /// A cheap liveness check of the backend (for `/healthz`).
     async fn check(&self) -> Result<(), StoreError>;
+}
+
+/// The outcome of a create-if-absent write of the position entry `key`, from what
+/// [`SegmentStore::create`] returned.
+pub(crate) fn position_outcome(
+    key: &str,
+    first_seq: u64,
+    existing: Option<Bytes>,
+) -> Result<PutOutcome, StoreError> {
+    match existing {
+        None => Ok(PutOutcome::Created),
+        Some(b) => Ok(PutOutcome::Exists(decode_position(key, first_seq, &b)?)),
+    }
 }
 
 /// Key layout shared by every store (relative to the store's root or prefix).

@@ -8,15 +8,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
-use heph_format::{Origin, OwnerId, SegmentId};
+use heph_format::{Origin, OwnerId};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
-use super::{
-    Position, PutOutcome, SegmentStore, StoreError, decode_owner, decode_position, encode_owner,
-    encode_position, keys,
-};
+use super::{SegmentStore, StoreError, keys};
 
 /// Connection settings for an S3 store. Unset fields fall back to the standard `AWS_*`
 /// environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
@@ -107,7 +104,7 @@ impl S3Store {
         {
             Ok(_) => Ok(None),
             Err(object_store::Error::AlreadyExists { .. })
-            | Err(object_store::Error::Precondition { .. }) => match self.read(key).await? {
+            | Err(object_store::Error::Precondition { .. }) => match self.get_object(key).await? {
                 Some(existing) => Ok(Some(existing)),
                 None => Err(StoreError::Backend(format!(
                     "{key}: conditional create was refused but the object cannot be read"
@@ -117,7 +114,7 @@ impl S3Store {
         }
     }
 
-    async fn read(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+    async fn get_object(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         match self.inner.get(&self.path(key)).await {
             Ok(r) => Ok(Some(r.bytes().await.map_err(backend)?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -151,44 +148,12 @@ impl SegmentStore for S3Store {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }
 
-    async fn put_blob(&self, id: SegmentId, bytes: Bytes) -> Result<(), StoreError> {
-        self.put_if_absent(&keys::blob(&id), bytes)
-            .await
-            .map(|_| ())
+    async fn create(&self, key: &str, bytes: Bytes) -> Result<Option<Bytes>, StoreError> {
+        self.put_if_absent(key, bytes).await
     }
 
-    async fn get_blob(&self, id: SegmentId) -> Result<Option<Bytes>, StoreError> {
-        self.read(&keys::blob(&id)).await
-    }
-
-    async fn put_position(
-        &self,
-        owner: OwnerId,
-        origin: Origin,
-        pos: &Position,
-    ) -> Result<PutOutcome, StoreError> {
-        let key = keys::position(owner, origin, pos.first_seq);
-        match self.put_if_absent(&key, encode_position(pos)).await? {
-            None => Ok(PutOutcome::Created),
-            Some(existing) => Ok(PutOutcome::Exists(decode_position(
-                &key,
-                pos.first_seq,
-                &existing,
-            )?)),
-        }
-    }
-
-    async fn get_position(
-        &self,
-        owner: OwnerId,
-        origin: Origin,
-        first_seq: u64,
-    ) -> Result<Option<Position>, StoreError> {
-        let key = keys::position(owner, origin, first_seq);
-        self.read(&key)
-            .await?
-            .map(|b| decode_position(&key, first_seq, &b))
-            .transpose()
+    async fn read(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        self.get_object(key).await
     }
 
     async fn list_positions(
@@ -221,21 +186,7 @@ impl SegmentStore for S3Store {
         ))
     }
 
-    async fn claim_owner(&self, owner: OwnerId) -> Result<OwnerId, StoreError> {
-        match self.put_if_absent(keys::OWNER, encode_owner(owner)).await? {
-            None => Ok(owner),
-            Some(existing) => decode_owner(&existing),
-        }
-    }
-
-    async fn owner(&self) -> Result<Option<OwnerId>, StoreError> {
-        self.read(keys::OWNER)
-            .await?
-            .map(|b| decode_owner(&b))
-            .transpose()
-    }
-
     async fn check(&self) -> Result<(), StoreError> {
-        self.read(keys::OWNER).await.map(|_| ())
+        self.get_object(keys::OWNER).await.map(|_| ())
     }
 }
