@@ -813,3 +813,77 @@ fn bring_up_draws_a_progress_bar_on_a_terminal_and_nothing_on_a_pipe() {
         "both bring-ups hold the same data"
     );
 }
+
+/// A `hephd --mode local` started by the test itself (without `--hub-url`), killed on drop.
+struct BareDaemon(Child);
+
+impl Drop for BareDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn heph_sync_through_the_daemon_draws_the_daemons_bring_up_on_a_terminal() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let hub = Hub::start(store.path(), None);
+    seed(&hub, 3, 10_000);
+
+    // A daemon with no hub yet: `heph sync --hub-url` sets it, the daemon's loop starts the bring-up, and
+    // the CLI (waiting for its own sync.now) draws the daemon's progress.
+    let tty = Spoke::new();
+    std::fs::create_dir_all(&tty.dir).expect("mkdir");
+    let _daemon = BareDaemon(
+        Command::new(hephd_bin())
+            .args(["--mode", "local", "--data-dir"])
+            .arg(&tty.dir)
+            .env("HEPH_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hephd --mode local"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(tty.socket()).is_ok()
+        }),
+        "the daemon did not open its socket"
+    );
+    let cmd = format!(
+        "'{}' --data-dir '{}' sync --hub-url '{}'",
+        heph_bin().display(),
+        tty.dir.display(),
+        hub.url()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("HEPH_NO_AUTO_RELOGIN", "1")
+        .env("TERM", "xterm")
+        .env_remove("HEPH_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("hub set to"),
+        "not through the daemon: {text:?}"
+    );
+    assert!(
+        text.contains("pulling") && text.contains("/30000 ops"),
+        "no progress bar for the daemon's bring-up: {text:?}"
+    );
+    let st = tty.status();
+    assert_eq!(st["daemon"], true);
+    assert!(synced(&st), "{st:#}");
+
+    // The same through a pipe: the report only.
+    let out = tty.heph(&["sync"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains("pulling"),
+        "{stderr:?}"
+    );
+}

@@ -332,3 +332,117 @@ pub fn auto_relogin_allowed() -> bool {
         && std::io::stdin().is_terminal()
         && std::io::stderr().is_terminal()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(issuer: &str, client_id: &str, access: &str) -> TokenSet {
+        TokenSet {
+            version: 1,
+            hub_url: "http://127.0.0.1:1".into(),
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            token_endpoint: String::new(),
+            access_token: access.into(),
+            expires_at: Some(now_secs() + 3600),
+            refresh_token: None,
+            id_token: None,
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn expected_idp_fills_empty_fields_and_refuses_others_naming_both() {
+        let e = ExpectedIdp {
+            issuer: Some("https://idp.example".into()),
+            client_id: Some("heph".into()),
+        };
+        let mut t = set("", "", "a");
+        e.apply(&mut t, "F").expect("fill in");
+        assert_eq!(
+            (t.issuer.as_str(), t.client_id.as_str()),
+            ("https://idp.example", "heph")
+        );
+        e.apply(&mut t, "F").expect("matching");
+
+        let err = e
+            .apply(&mut set("https://other.example", "heph", "a"), "F")
+            .expect_err("other issuer")
+            .to_string();
+        assert!(
+            err.contains("--oidc-issuer")
+                && err.contains("https://other.example")
+                && err.contains("https://idp.example")
+                && err.contains("F"),
+            "{err}"
+        );
+        let err = e
+            .apply(&mut set("https://idp.example", "other", "a"), "F")
+            .expect_err("other client")
+            .to_string();
+        assert!(
+            err.contains("--oidc-client-id") && err.contains("\"other\""),
+            "{err}"
+        );
+        // A trailing slash is another issuer (the hub compares `iss` byte for byte).
+        assert!(
+            e.apply(&mut set("https://idp.example/", "heph", "a"), "F")
+                .is_err()
+        );
+        // No flags: nothing is checked or filled.
+        let mut t = set("", "", "a");
+        ExpectedIdp::default().apply(&mut t, "F").expect("no flags");
+        assert!(t.issuer.is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_store_is_read_again_until_it_yields_usable_tokens() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.json");
+        let store = TokenStore::File(path.clone());
+        let s = AuthSession::new(store.clone(), None);
+        assert_eq!(s.bearer_blocking().expect("none yet"), None);
+        assert_eq!(s.state(), AuthState::NotLoggedIn);
+
+        std::fs::write(&path, "garbage").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let err = s.bearer_blocking().expect_err("garbage").to_string();
+        assert!(err.contains("not a heph token file"), "{err}");
+        assert!(matches!(s.state(), AuthState::AuthFailure { .. }));
+
+        store
+            .save(&set("https://idp.example", "heph", "first"))
+            .expect("save");
+        assert_eq!(
+            s.bearer_blocking().expect("fixed").as_deref(),
+            Some("first")
+        );
+        // Usable tokens are not re-read on every request ...
+        store
+            .save(&set("https://idp.example", "heph", "second"))
+            .expect("save");
+        assert_eq!(s.bearer_blocking().expect("held").as_deref(), Some("first"));
+        // ... but after the hub refused them a changed store (a new login) is used without a refresh.
+        s.mark_rejected();
+        assert_eq!(
+            s.bearer_blocking().expect("new login").as_deref(),
+            Some("second")
+        );
+
+        // A token set of another IdP than the flags name is refused on every load.
+        let strict = AuthSession::with_expected(
+            store,
+            None,
+            ExpectedIdp {
+                issuer: Some("https://elsewhere.example".into()),
+                client_id: None,
+            },
+        );
+        let err = strict.reload().expect_err("mismatch");
+        assert!(matches!(err, AuthError::IdpMismatch { .. }), "{err:?}");
+        assert!(strict.bearer_blocking().is_err());
+    }
+}

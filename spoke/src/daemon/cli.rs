@@ -90,7 +90,10 @@ pub fn run(data_dir: &Path, args: SyncArgs) -> Result<String> {
             out.push_str(&status_out(&s, true, args.json)?);
             return Ok(out);
         }
-        let v = d.call("sync.now", json!({}))?;
+        let watcher = super::progress::DaemonWatcher::start(d.clone());
+        let v = d.call("sync.now", json!({}));
+        drop(watcher);
+        let v = v?;
         let r: SyncReport =
             serde_json::from_value(v.clone()).context("unexpected answer from the daemon")?;
         if args.json {

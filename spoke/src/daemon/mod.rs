@@ -371,6 +371,7 @@ fn run_prepared(start: LocalStart) -> Result<()> {
         hub: RefCell::new(None),
         wake: tokio::sync::Notify::new(),
         sync_guard: tokio::sync::Mutex::new(()),
+        progress: RefCell::new(server::SyncProgress::default()),
     });
     if let (Some(u), Some(c)) = (&hub_url, conn) {
         state.install_hub(u, c)?;

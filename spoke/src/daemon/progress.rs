@@ -1,4 +1,5 @@
-//! The bring-up progress bar (indicatif on stderr; hidden when stderr is not a terminal).
+//! The bring-up progress bar (indicatif on stderr; hidden when stderr is not a terminal), and
+//! [`DaemonWatcher`], which draws it for a sync the daemon runs (polling `sync.progress`).
 
 use std::io::IsTerminal as _;
 
@@ -48,6 +49,75 @@ impl Progress for BarProgress {
     fn end(&mut self) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
+        }
+    }
+}
+
+/// While `heph sync` waits for the daemon's `sync.now`, a helper thread polls `sync.progress` every
+/// 50 ms and draws the daemon's pull (its own or the background loop's bring-up) as a [`BarProgress`].
+/// Nothing runs when stderr is not a terminal. Dropping it stops the thread and clears the bar.
+#[derive(Debug)]
+pub struct DaemonWatcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DaemonWatcher {
+    /// Starts watching `daemon` (no thread when stderr is not a terminal).
+    pub fn start(daemon: super::client::DaemonBackend) -> DaemonWatcher {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        if !std::io::stderr().is_terminal() {
+            return DaemonWatcher { stop, thread: None };
+        }
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("heph-sync-progress".into())
+            .spawn(move || {
+                let mut bar = BarProgress::stderr();
+                let mut shown: Option<(u64, u64)> = None;
+                while !flag.load(Ordering::Relaxed) {
+                    let p = daemon
+                        .call_timeout(
+                            "sync.progress",
+                            serde_json::json!({}),
+                            std::time::Duration::from_secs(2),
+                        )
+                        .ok()
+                        .and_then(|v| {
+                            serde_json::from_value::<super::server::SyncProgress>(v).ok()
+                        });
+                    match (p, shown) {
+                        (Some(p), Some((total, done))) if p.active && p.total_ops == total => {
+                            bar.advance(p.done_ops.saturating_sub(done));
+                            shown = Some((total, p.done_ops.max(done)));
+                        }
+                        (Some(p), _) if p.active => {
+                            bar.end();
+                            bar.begin(p.total_ops);
+                            bar.advance(p.done_ops);
+                            shown = Some((p.total_ops, p.done_ops));
+                        }
+                        (_, Some(_)) => {
+                            bar.end();
+                            shown = None;
+                        }
+                        _ => {}
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                bar.end();
+            })
+            .ok();
+        DaemonWatcher { stop, thread }
+    }
+}
+
+impl Drop for DaemonWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

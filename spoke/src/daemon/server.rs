@@ -1,6 +1,6 @@
 //! The daemon's Unix-socket JSON RPC: `POST /rpc` with `{"method": …, "params": …}` answers
 //! `{"result": …}` or `{"error": {"code", "message"}}`. Every `rpc::dispatch` method plus the daemon's
-//! own `sync.now`, `sync.status`, `sync.set_hub` and `daemon.info`.
+//! own `sync.now`, `sync.status`, `sync.progress`, `sync.set_hub` and `daemon.info`.
 
 use std::cell::RefCell;
 use std::os::unix::fs::PermissionsExt as _;
@@ -21,9 +21,7 @@ use super::{HubAuthFlags, HubConnection};
 use crate::env::SystemEnv;
 use crate::replica::Replica;
 use crate::rpc::{self, RpcError};
-use crate::sync::{
-    HttpHub, NoProgress, SyncOptions, SyncReport, normalise_hub_url, status, sync_once,
-};
+use crate::sync::{HttpHub, SyncOptions, SyncReport, normalise_hub_url, status, sync_once};
 
 /// Largest RPC request body accepted.
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
@@ -46,6 +44,41 @@ pub struct Daemon {
     pub wake: tokio::sync::Notify,
     /// Serialises syncs (the loop's and `sync.now`'s).
     pub sync_guard: tokio::sync::Mutex<()>,
+    /// How far the running sync's pull is (`sync.progress`; `heph sync` draws it on a terminal).
+    pub progress: RefCell<SyncProgress>,
+}
+
+/// The pull progress of the sync that is running now (`sync.progress`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct SyncProgress {
+    /// A pull is under way.
+    pub active: bool,
+    /// Ops the hub announced for this pull.
+    pub total_ops: u64,
+    /// Ops applied so far.
+    pub done_ops: u64,
+}
+
+/// Feeds the engine's progress into [`Daemon::progress`].
+struct SharedProgress<'a>(&'a RefCell<SyncProgress>);
+
+impl crate::sync::Progress for SharedProgress<'_> {
+    fn begin(&mut self, total_ops: u64) {
+        *self.0.borrow_mut() = SyncProgress {
+            active: true,
+            total_ops,
+            done_ops: 0,
+        };
+    }
+
+    fn advance(&mut self, ops: u64) {
+        let mut p = self.0.borrow_mut();
+        p.done_ops = p.done_ops.saturating_add(ops);
+    }
+
+    fn end(&mut self) {
+        self.0.borrow_mut().active = false;
+    }
 }
 
 impl std::fmt::Debug for Daemon {
@@ -89,12 +122,13 @@ impl Daemon {
             }));
         };
         let _g = self.sync_guard.lock().await;
+        let mut progress = SharedProgress(&self.progress);
         let r = sync_once(
             &self.replica,
             conn.hub.as_ref(),
             &self.env,
             &SyncOptions::default(),
-            &mut NoProgress,
+            &mut progress,
         )
         .await
         .map_err(|e| super::explain(e, &conn, conn.hub.url()));
@@ -226,6 +260,7 @@ pub async fn call_method(d: &Daemon, method: &str, params: Value) -> Result<Valu
             Ok(r) => Ok(serde_json::to_value(&r).unwrap_or(Value::Null)),
             Err(e) => Err(RpcError::new(&format!("sync_{}", e.code()), e.to_string())),
         },
+        "sync.progress" => Ok(serde_json::to_value(*d.progress.borrow()).unwrap_or(Value::Null)),
         "sync.status" => {
             let s = status::status(&d.replica.borrow()).map_err(RpcError::from)?;
             Ok(serde_json::to_value(&s).unwrap_or(Value::Null))
