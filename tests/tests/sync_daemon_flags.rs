@@ -283,6 +283,29 @@ fn token_file_daemon_syncs_and_writes_the_refreshed_tokens_back() {
         vec!["written on A through its daemon".to_string()]
     );
     a.stop_daemon();
+
+    // An access token the hub refuses (expired, though the file claims another hour): the 401 makes the
+    // daemon refresh, write the new set to the file, and the next sync succeeds.
+    let mut refused = read_tokens(&file);
+    refused.access_token = idp.mint(
+        serde_json::json!({"exp": 1000, "iat": 900}),
+        serde_json::json!({}),
+        false,
+    );
+    refused.expires_at = Some(now_secs() + 3600);
+    let c_file = keys.path().join("c-tokens.json");
+    write_tokens(&c_file, &refused);
+    let mut c = Spoke::new();
+    c.start_daemon_with(&hub.url, &["--token-file", &data_dir_arg(&c_file)]);
+    wait_status(&c, "a clean sync after the 401 refresh", synced);
+    let after = read_tokens(&c_file);
+    assert_ne!(after.access_token, refused.access_token);
+    assert_ne!(after.refresh_token, refused.refresh_token);
+    assert_eq!(
+        sync_support::titles(&c.list()),
+        vec!["written on A through its daemon".to_string()]
+    );
+    c.stop_daemon();
 }
 
 #[test]
