@@ -317,6 +317,13 @@ impl NodeState {
         let id = self.id.to_bytes();
         let max = self.max.unwrap_or_default();
         let ctx = self.ctx_head;
+        // BTreeSet order: sorted.
+        let tag_list = self
+            .tags
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\u{1f}");
         let values = params![
             self.kind.map(kind_to_i64),
             self.title,
@@ -338,6 +345,7 @@ impl NodeState {
             max.wall_ms as i64,
             i64::from(max.counter),
             &max.origin.to_bytes()[..],
+            tag_list,
             &id[..],
         ];
         let new_row = self.rowid.is_none();
@@ -346,8 +354,8 @@ impl NodeState {
                 let mut st = conn.prepare_cached(
                     "INSERT INTO nodes(kind, title, state, do_date, late_on, recurrence, attention, project, series,
                         context, ctx_wall, ctx_counter, ctx_origin, conflicted, deleted, created_ms, updated_ms,
-                        max_wall, max_counter, max_origin, id, id_text)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                        max_wall, max_counter, max_origin, tag_list, id, id_text)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
                 )?;
                 let text = self.id.to_string();
                 let mut all: Vec<&dyn rusqlite::ToSql> = values.to_vec();
@@ -360,8 +368,8 @@ impl NodeState {
                     "UPDATE nodes SET kind = ?1, title = ?2, state = ?3, do_date = ?4, late_on = ?5, recurrence = ?6,
                         attention = ?7, project = ?8, series = ?9, context = ?10, ctx_wall = ?11, ctx_counter = ?12,
                         ctx_origin = ?13, conflicted = ?14, deleted = ?15, created_ms = ?16, updated_ms = ?17,
-                        max_wall = ?18, max_counter = ?19, max_origin = ?20
-                     WHERE id = ?21",
+                        max_wall = ?18, max_counter = ?19, max_origin = ?20, tag_list = ?21
+                     WHERE id = ?22",
                 )?;
                 st.execute(values)?;
             }

@@ -170,7 +170,7 @@ pub struct ProjectView {
     pub outstanding: u64,
 }
 
-pub(crate) const NODE_COLS: &str = "n.id, n.kind, n.title, n.state, n.project, n.do_date, n.late_on, n.attention, n.recurrence, n.series, n.conflicted, n.deleted, n.created_ms, n.updated_ms, (SELECT group_concat(tag, char(31)) FROM tags t WHERE t.node = n.id)";
+pub(crate) const NODE_COLS: &str = "n.id, n.kind, n.title, n.state, n.project, n.do_date, n.late_on, n.attention, n.recurrence, n.series, n.conflicted, n.deleted, n.created_ms, n.updated_ms, n.tag_list";
 
 /// Formats stored dates, remembering recent answers (lists repeat the same few days many times).
 pub(crate) struct DateFmt<'a> {
@@ -208,11 +208,13 @@ pub(crate) fn node_from_row_with(
     let id: Vec<u8> = r.get(0)?;
     let id = NodeId::from_bytes(id.try_into().unwrap_or([0; 16]));
     let series: Option<Vec<u8>> = r.get(9)?;
-    let tags: Option<String> = r.get(14)?;
-    let mut tags: Vec<String> = tags
-        .map(|t| t.split('\u{1f}').map(str::to_owned).collect())
-        .unwrap_or_default();
-    tags.sort();
+    // Sorted, joined with U+001F (which a tag cannot contain); empty when the node has none.
+    let tag_list: String = r.get(14)?;
+    let tags: Vec<String> = tag_list
+        .split('\u{1f}')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
     let do_date: Option<i64> = r.get(5)?;
     let late_on: Option<i64> = r.get(6)?;
     Ok(NodeView {

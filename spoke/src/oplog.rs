@@ -22,7 +22,8 @@ use crate::replica::StoredOp;
 /// The most ops one run holds.
 pub(crate) const MAX_RUN: u64 = 256;
 
-/// Schema step that creates the run table (the data moves in [`migrate_ops_table`]).
+/// Schema step 3: the run table (the data moves in [`migrate_ops_table`]), plus each node's tag list and
+/// a covering index of outstanding tasks in list order.
 pub(crate) const V3_SQL: &str = r#"
 CREATE TABLE op_runs(
     origin    BLOB    NOT NULL,
@@ -33,6 +34,17 @@ CREATE TABLE op_runs(
     PRIMARY KEY (origin, first_seq)
 ) WITHOUT ROWID;
 CREATE INDEX op_runs_node ON op_runs(node);
+
+-- A node's tags, sorted and joined with U+001F, kept with the node so listing needs no per-row lookup.
+ALTER TABLE nodes ADD COLUMN tag_list TEXT NOT NULL DEFAULT '';
+UPDATE nodes SET tag_list = coalesce(
+    (SELECT group_concat(tag, char(31)) FROM (SELECT tag FROM tags t WHERE t.node = nodes.id ORDER BY tag)),
+    '');
+-- Outstanding tasks in list order, with every listed column: `heph list` reads this index alone.
+CREATE INDEX nodes_open ON nodes(
+    kind, deleted, state, coalesce(attention, 3), do_date IS NULL, do_date, id,
+    title, project, late_on, attention, recurrence, series, conflicted, created_ms, updated_ms, tag_list
+) WHERE deleted = 0 AND state = 0;
 "#;
 
 #[derive(Serialize)]

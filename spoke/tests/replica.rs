@@ -58,8 +58,20 @@ fn write_legacy_store(path: &str, src: &Replica, src_path: &str, version: u32) {
         }
     }
     c.execute("ATTACH ?1 AS src", [src_path]).unwrap();
+    // The old layout's node columns (later versions add some).
+    let cols: String = c
+        .query_row(
+            "SELECT group_concat(name, ', ') FROM pragma_table_info('nodes', 'main')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    c.execute_batch(&format!(
+        "INSERT INTO nodes({cols}) SELECT {cols} FROM src.nodes;"
+    ))
+    .unwrap();
     c.execute_batch(
-        "INSERT INTO nodes SELECT * FROM src.nodes; INSERT INTO tags SELECT * FROM src.tags;
+        "INSERT INTO tags SELECT * FROM src.tags;
          INSERT INTO links SELECT * FROM src.links; INSERT INTO log_entries SELECT * FROM src.log_entries;
          INSERT INTO fts(rowid, title, context, log) SELECT rowid, title, context, log FROM src.fts;
          DETACH src;",
@@ -114,6 +126,13 @@ fn migrates_from(version: u32) {
         )
         .unwrap();
     assert_eq!(old_tables, 0, "the old op table is gone");
+    // The tag list added by version 3 is filled from the tags table.
+    let listed = heph_spoke::model::list(&r, &env, &Default::default()).unwrap();
+    assert!(!listed.is_empty());
+    assert!(
+        listed.iter().all(|n| n.tags == vec!["t".to_owned()]),
+        "{listed:?}"
+    );
     // The rebuilt state from the moved log equals the old rows; the clock resumes after every op.
     let (a, b2) = r.doctor().unwrap();
     assert_eq!((a, b2), (digest, digest));

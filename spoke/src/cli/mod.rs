@@ -384,7 +384,8 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    fn call<T: for<'de> Deserialize<'de>>(
+    /// Calls `method` and returns the parsed answer and its JSON text.
+    fn both<T: for<'de> Deserialize<'de>>(
         &mut self,
         method: &str,
         params: Value,
@@ -393,6 +394,25 @@ impl Out<'_> {
         let t = serde_json::from_str(&text)
             .with_context(|| format!("unexpected answer from {method}"))?;
         Ok((t, text))
+    }
+    /// Calls `method` and returns the parsed answer.
+    fn fetch<T: for<'de> Deserialize<'de>>(&mut self, method: &str, params: Value) -> Result<T> {
+        Ok(self.both(method, params)?.0)
+    }
+    /// Calls `method`. With `json` the answer is printed as it came (not parsed again: lists can be
+    /// large) and `None` is returned; otherwise the parsed answer is returned for rendering.
+    fn call<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        json: bool,
+        method: &str,
+        params: Value,
+    ) -> Result<Option<T>> {
+        if json {
+            let text = self.backend.call_text(method, params)?;
+            self.json(&text)?;
+            return Ok(None);
+        }
+        self.fetch(method, params).map(Some)
     }
     fn json(&mut self, text: &str) -> Result<()> {
         self.buf.push_str(text);
@@ -441,17 +461,12 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
             note,
             json,
         } => {
-            let (n, v): (NodeView, _) = o.call(
-                "task.add",
+            if let Some(n) = o.call::<NodeView>(json, "task.add",
                 json!({
                     "title": title.join(" "), "project": project, "do_date": do_date, "late_on": late_on,
                     "attention": attention, "recur": recur, "tags": tags,
                     "kind": if note { "note" } else { "task" },
-                }),
-            )?;
-            if json {
-                o.json(&v)?
-            } else {
+                }))? {
                 o.text(&format!("created {}\n", render::node_line(&style, &n)))
             }
         }
@@ -462,58 +477,38 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
             tag,
             json,
         } => {
-            let (ns, v): (Vec<NodeView>, _) = o.call(
-                "task.list",
-                json!({ "project": project, "due": due, "state": state, "tag": tag }),
-            )?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(ns) = o.call::<Vec<NodeView>>(json, "task.list",
+                json!({ "project": project, "due": due, "state": state, "tag": tag }))? {
                 o.text(&render::node_list(&style, &ns, "nothing here"))
             }
         }
         Command::Next { limit, json } => {
-            let (ns, v): (Vec<NodeView>, _) = o.call("task.next", json!({ "limit": limit }))?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(ns) = o.call::<Vec<NodeView>>(json, "task.next", json!({ "limit": limit }))? {
                 o.text(&render::node_list(&style, &ns, "nothing to do"))
             }
         }
         Command::Show { id, json } => {
-            let (d, v): (NodeDetail, _) = o.call("task.show", json!({ "id": id }))?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(d) = o.call::<NodeDetail>(json, "task.show", json!({ "id": id }))? {
                 o.text(&render::detail(&style, &d))
             }
         }
         Command::Done { id, json } => {
-            let (c, v): (Completed, _) = o.call("task.done", json!({ "id": id }))?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(c) = o.call::<Completed>(json, "task.done", json!({ "id": id }))? {
                 o.text(&completed_text(&style, "done ", &c))
             }
         }
         Command::Drop { id, json } => {
-            let (c, v): (Completed, _) = o.call("task.drop", json!({ "id": id }))?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(c) = o.call::<Completed>(json, "task.drop", json!({ "id": id }))? {
                 o.text(&completed_text(&style, "dropped", &c))
             }
         }
         Command::Skip { id, json } => {
-            let (c, v): (Completed, _) = o.call("task.skip", json!({ "id": id }))?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(c) = o.call::<Completed>(json, "task.skip", json!({ "id": id }))? {
                 o.text(&completed_text(&style, "skipped", &c))
             }
         }
         Command::Reopen { id } => {
-            let (n, _): (NodeView, _) = o.call("task.reopen", json!({ "id": id }))?;
+            let n: NodeView = o.fetch("task.reopen", json!({ "id": id }))?;
             o.text(&format!("reopened {}\n", render::node_line(&style, &n)));
         }
         Command::Edit {
@@ -526,23 +521,18 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
             project,
             json,
         } => {
-            let (n, v): (NodeView, _) = o.call(
-                "task.edit",
+            if let Some(n) = o.call::<NodeView>(json, "task.edit",
                 json!({ "id": id, "title": title, "do_date": do_date, "late_on": late_on, "recur": recur,
-                        "attention": attention, "project": project }),
-            )?;
-            if json {
-                o.json(&v)?
-            } else {
+                        "attention": attention, "project": project }))? {
                 o.text(&format!("edited {}\n", render::node_line(&style, &n)))
             }
         }
         Command::Delete { id } => {
-            let (n, _): (NodeView, _) = o.call("task.delete", json!({ "id": id }))?;
+            let n: NodeView = o.fetch("task.delete", json!({ "id": id }))?;
             o.text(&format!("deleted {} {}\n", n.id, n.title));
         }
         Command::Restore { id } => {
-            let (n, _): (NodeView, _) = o.call("task.restore", json!({ "id": id }))?;
+            let n: NodeView = o.fetch("task.restore", json!({ "id": id }))?;
             o.text(&format!("restored {}\n", render::node_line(&style, &n)));
         }
         Command::Context {
@@ -554,7 +544,7 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
             let append = append.map(read_arg).transpose()?;
             let body = body.map(read_arg).transpose()?;
             let editing = append.is_some() || body.is_some();
-            let (d, v): (NodeDetail, _) = o.call(
+            let (d, v): (NodeDetail, _) = o.both(
                 "task.context",
                 json!({ "id": id, "append": append, "body": body }),
             )?;
@@ -575,7 +565,7 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
         }
         Command::Log { id, text } => {
             let text = read_arg(text.join(" "))?;
-            let (d, _): (NodeDetail, _) = o.call("task.log", json!({ "id": id, "text": text }))?;
+            let d: NodeDetail = o.fetch("task.log", json!({ "id": id, "text": text }))?;
             o.text(&format!(
                 "logged on {} ({} entries)\n",
                 d.node.id,
@@ -584,25 +574,21 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
         }
         Command::Project { command } => match command {
             ProjectCommand::List { json } => {
-                let (ps, v): (Vec<ProjectView>, _) = o.call("project.list", json!({}))?;
-                if json {
-                    o.json(&v)?
-                } else {
+                if let Some(ps) = o.call::<Vec<ProjectView>>(json, "project.list", json!({}))? {
                     o.text(&render::projects(&ps))
                 }
             }
             ProjectCommand::Add { name } => {
-                let (n, _): (NodeView, _) =
-                    o.call("project.add", json!({ "name": name.join(" ") }))?;
+                let n: NodeView = o.fetch("project.add", json!({ "name": name.join(" ") }))?;
                 o.text(&format!("added project {} ({})\n", n.title, n.id));
             }
         },
         Command::Tag { id, tag } => {
-            let (n, _): (NodeView, _) = o.call("task.tag", json!({ "id": id, "tag": tag }))?;
+            let n: NodeView = o.fetch("task.tag", json!({ "id": id, "tag": tag }))?;
             o.text(&format!("{}\n", render::node_line(&style, &n)));
         }
         Command::Untag { id, tag } => {
-            let (n, _): (NodeView, _) = o.call("task.untag", json!({ "id": id, "tag": tag }))?;
+            let n: NodeView = o.fetch("task.untag", json!({ "id": id, "tag": tag }))?;
             o.text(&format!("{}\n", render::node_line(&style, &n)));
         }
         Command::Link {
@@ -612,8 +598,7 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
             remove,
         } => {
             let method = if remove { "task.unlink" } else { "task.link" };
-            let (d, _): (NodeDetail, _) =
-                o.call(method, json!({ "id": id, "target": target, "kind": kind }))?;
+            let d: NodeDetail = o.fetch(method, json!({ "id": id, "target": target, "kind": kind }))?;
             o.text(&format!(
                 "{} now has {} link(s)\n",
                 d.node.id,
@@ -621,29 +606,18 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
             ));
         }
         Command::Search { query, limit, json } => {
-            let (h, v): (Vec<SearchHit>, _) = o.call(
-                "search",
-                json!({ "query": query.join(" "), "limit": limit }),
-            )?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(h) = o.call::<Vec<SearchHit>>(json, "search",
+                json!({ "query": query.join(" "), "limit": limit }))? {
                 o.text(&render::hits(&style, &h))
             }
         }
         Command::History { id, json } => {
-            let (h, v): (Vec<HistoryEntry>, _) = o.call("task.history", json!({ "id": id }))?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(h) = o.call::<Vec<HistoryEntry>>(json, "task.history", json!({ "id": id }))? {
                 o.text(&render::history(&h))
             }
         }
         Command::Undo { json } => {
-            let (u, v): (Undone, _) = o.call("undo", json!({}))?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(u) = o.call::<Undone>(json, "undo", json!({}))? {
                 o.text(&format!("undid {} ({} inverse ops)\n", u.action, u.ops));
                 for s in &u.skipped {
                     o.text(&format!("not undone: {s}\n"));
@@ -651,10 +625,7 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
             }
         }
         Command::Conflicts { json } => {
-            let (ns, v): (Vec<NodeView>, _) = o.call("conflicts", json!({}))?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(ns) = o.call::<Vec<NodeView>>(json, "conflicts", json!({}))? {
                 o.text(&render::node_list(&style, &ns, "no conflicts"))
             }
         }
@@ -678,15 +649,14 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
             } else {
                 std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?
             };
-            let (r, _): (ImportReport, _) =
-                o.call("import.taskwarrior", json!({ "data": data }))?;
+            let r: ImportReport = o.fetch("import.taskwarrior", json!({ "data": data }))?;
             o.text(&format!(
                 "imported: {} created, {} updated, {} unchanged, {} recurring templates skipped\n",
                 r.created, r.updated, r.unchanged, r.skipped_templates
             ));
         }
         Command::Doctor { json } => {
-            let (d, v): (DoctorReport, _) = o.call("store.doctor", json!({}))?;
+            let (d, v): (DoctorReport, _) = o.both("store.doctor", json!({}))?;
             if json {
                 o.json(&v)?
             } else if d.ok {
@@ -703,10 +673,7 @@ pub fn run_command(backend: &mut dyn Backend, style: Style, command: Command) ->
             }
         }
         Command::Info { json } => {
-            let (i, v): (StoreInfo, _) = o.call("store.info", json!({}))?;
-            if json {
-                o.json(&v)?
-            } else {
+            if let Some(i) = o.call::<StoreInfo>(json, "store.info", json!({}))? {
                 o.text(&format!(
                     "owner    {}\norigin   {}\nschema   {}\nops      {}\norigins  {}\ndigest   {}\n",
                     i.owner_id, i.origin, i.schema_version, i.ops, i.origins.len(), i.digest
