@@ -735,6 +735,31 @@ fn oidc_issuer_and_client_id_name_the_idp_the_tokens_must_come_from() {
     b.stop_daemon();
 }
 
+#[test]
+fn oidc_flag_values_that_cannot_be_right_are_startup_errors() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let never = tmp.path().join("never-created");
+    let d = data_dir_arg(&never);
+    for (flags, needle) in [
+        (vec!["--oidc-issuer", "idp.example"], "is not an issuer URL"),
+        (vec!["--oidc-issuer", "https://"], "is not an issuer URL"),
+        (
+            vec!["--oidc-issuer", "ftp://idp.example"],
+            "is not an issuer URL",
+        ),
+        (
+            vec!["--oidc-client-id", " "],
+            "--oidc-client-id must not be empty",
+        ),
+    ] {
+        let mut args = vec!["--data-dir", d.as_str(), "--hub-url", "http://127.0.0.1:9"];
+        args.extend(flags.iter().copied());
+        let err = hephd_refuses(&args);
+        assert!(err.contains(needle), "{flags:?}: {err}");
+        assert!(!never.exists(), "{flags:?}: the data dir was created");
+    }
+}
+
 /// Pushes `per_origin` ops for each of `origins` chains straight to a dev-mode hub.
 fn seed(hub: &Hub, origins: u8, per_origin: u64) {
     use heph_format::{OwnerId, SegmentId, encode_segment, sample::typical_ops};

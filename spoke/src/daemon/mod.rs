@@ -166,6 +166,23 @@ impl HubAuthFlags {
     /// Checks what can be checked without a hub: the `--ca-file` holds PEM certificates, the token
     /// commands split into argv. Nothing is read from the store.
     pub fn validate(&self) -> Result<()> {
+        if let Some(i) = &self.idp.issuer {
+            let rest = i
+                .strip_prefix("https://")
+                .or_else(|| i.strip_prefix("http://"));
+            let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+            if host.is_none_or(str::is_empty) || i.contains(char::is_whitespace) {
+                bail!("--oidc-issuer {i:?} is not an issuer URL (expected https://… or http://…)");
+            }
+        }
+        if self
+            .idp
+            .client_id
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            bail!("--oidc-client-id must not be empty");
+        }
         drop(crate::auth::http::client_builder(self.ca_file.as_deref())?);
         for (which, cmd) in [
             ("token-load-cmd", &self.token_load_cmd),
