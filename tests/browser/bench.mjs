@@ -4,7 +4,8 @@
 // 2. cold start (a new browser process on the same profile) to the first rendered list, 10,000 tasks;
 // 3. capture latency with 10,000 tasks: submit → row visible, and → row confirmed by the worker;
 // 4. bring-up of ~100,000 ops from the hub into a fresh browser replica (ops/s of the first sync);
-//    HEPH_BENCH_NO_WRITE_BATCH=1 runs it without the OPFS write batching (pwa/www/write-batch.js).
+//    HEPH_BENCH_NO_WRITE_BATCH=1 runs it without the OPFS write batching (pwa/www/write-batch.js);
+//    HEPH_BENCH_BRINGUP_RUNS sets the number of bring-up runs (default 3).
 import * as zlib from 'node:zlib';
 import * as h from './harness.mjs';
 
@@ -124,13 +125,10 @@ try {
   h.heph(fresh, ['sync', '--hub-url', hub.base]);
   out.nativeBringUpOpsPerSec = ops / ((Date.now() - t1) / 1000);
   console.log(`native bring-up (${h.binPath('heph')}): ${ops} ops in ${Date.now() - t1} ms (whole process)`);
-  const rates = [];
-  // HEPH_BENCH_NO_WRITE_BATCH=1 serves a write-batch.js that wraps nothing (for the before/after comparison).
-  const noBatch = process.env.HEPH_BENCH_NO_WRITE_BATCH === '1';
-  if (noBatch) console.log('write batching disabled for this run');
-  for (let i = 0; i < Math.min(RUNS, 3); i += 1) {
-    b = await h.launch(h.tempDir('heph-bench-'), noBatch ? { serviceWorkers: 'block' } : {});
-    if (noBatch) {
+  // One bring-up into a fresh profile; `batch = false` serves a write-batch.js that wraps nothing.
+  const bringUp = async (batch, label) => {
+    b = await h.launch(h.tempDir('heph-bench-'), batch ? {} : { serviceWorkers: 'block' });
+    if (!batch) {
       await b.context.route('**/write-batch.js', (route) => route.fulfill({
         contentType: 'text/javascript', body: 'export const stats = { writes: 0, fileWrites: 0, bytes: 0 };\nexport function drainAll() {}\n',
       }));
@@ -145,10 +143,32 @@ try {
       if (Date.now() > end) throw new Error(`bring-up did not finish: ${JSON.stringify(s.problem || s.last_run)}`);
       await new Promise((res) => setTimeout(res, 200));
     }
-    rates.push(s.last_run.pulled_ops / (s.last_run.duration_ms / 1000));
     const io = await b.page.evaluate(() => window.heph.rpc('pwa.io'));
-    console.log(`bring-up run ${i + 1}: ${s.last_run.pulled_ops} ops in ${s.last_run.duration_ms} ms (SQLite writes ${io.writes}, OPFS write calls ${io.fileWrites}, ${(io.bytes / 1e6).toFixed(1)} MB)`);
+    console.log(`bring-up ${label}: ${s.last_run.pulled_ops} ops in ${s.last_run.duration_ms} ms (SQLite writes ${io.writes}, OPFS write calls ${io.fileWrites}, ${(io.bytes / 1e6).toFixed(1)} MB)`);
     await b.close();
+    return s.last_run.pulled_ops / (s.last_run.duration_ms / 1000);
+  };
+  // HEPH_BENCH_NO_WRITE_BATCH=1: without write batching only; HEPH_BENCH_AB=1: each run does both, in
+  // alternating order, and the per-pair ratio is reported (robust on a noisy machine).
+  const mode = process.env.HEPH_BENCH_AB === '1' ? 'ab' : process.env.HEPH_BENCH_NO_WRITE_BATCH === '1' ? 'off' : 'on';
+  const rates = [];
+  const offRates = [];
+  const ratios = [];
+  for (let i = 0; i < Number(process.env.HEPH_BENCH_BRINGUP_RUNS || Math.min(RUNS, 3)); i += 1) {
+    if (mode === 'on') rates.push(await bringUp(true, `run ${i + 1}`));
+    else if (mode === 'off') rates.push(await bringUp(false, `run ${i + 1} (no write batching)`));
+    else {
+      const first = i % 2 === 0;
+      const a = await bringUp(first, `run ${i + 1}${first ? '' : ' (no write batching)'}`);
+      const c = await bringUp(!first, `run ${i + 1}${first ? ' (no write batching)' : ''}`);
+      const [on, off] = first ? [a, c] : [c, a];
+      rates.push(on); offRates.push(off); ratios.push(on / off);
+    }
+  }
+  if (mode === 'ab') {
+    out.bringUpNoBatchOpsPerSec = median(offRates);
+    out.batchSpeedup = median(ratios);
+    console.log(`bring-up without write batching: median ${out.bringUpNoBatchOpsPerSec.toFixed(0)} ops/s; speed-up with it: median ${out.batchSpeedup.toFixed(2)}x of [${ratios.map((r) => r.toFixed(2)).join(', ')}]`);
   }
   out.bringUpOpsPerSec = median(rates);
   console.log(`bring-up: median ${out.bringUpOpsPerSec.toFixed(0)} ops/s`);
