@@ -94,6 +94,7 @@ fn main() {
         let path = dir.path().join("heph.db");
         let mut r = Replica::open(path.to_str().expect("utf-8 path"), &env).expect("open");
         let t = Instant::now();
+        r.set_bulk_apply(true).expect("bulk mode");
         // Bring-up order: origin by origin, segment by segment, in the transactions the sync engine
         // applies them in (whole segments, `APPLY_BATCH_OPS` ops per transaction).
         for (origin, ops) in &streams {
@@ -103,6 +104,7 @@ fn main() {
                     .expect("apply");
             }
         }
+        r.set_bulk_apply(false).expect("normal mode");
         let secs = t.elapsed().as_secs_f64();
         let rate = total_ops as f64 / secs;
         println!(

@@ -55,6 +55,9 @@ pub struct StoredOp {
     pub op: Op,
 }
 
+/// How much of the database file is memory-mapped for reads outside bulk apply (256 MiB).
+const MMAP_BYTES: i64 = 256 << 20;
+
 /// A heph store: op log + materialised state. See the module docs.
 #[derive(Debug)]
 pub struct Replica {
@@ -193,11 +196,11 @@ impl Replica {
                 });
             }
         }
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;
-             PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 4000;",
-        )
-            .map_err(|e| map_open_error(path, e))?;
+             PRAGMA mmap_size = {MMAP_BYTES}; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 4000;"
+        ))
+        .map_err(|e| map_open_error(path, e))?;
 
         let mut conn = conn;
         {
@@ -295,6 +298,17 @@ impl Replica {
     /// Read access to the underlying connection (queries; never write through it).
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Switches bulk-apply mode (for a bring-up or any pull of many ops) on or off. In bulk mode the
+    /// database file is read through SQLite's page cache instead of a memory map: a file growing by
+    /// hundreds of megabytes would be remapped again and again, and every page the load touches would
+    /// stay resident. Reads (list, search) are faster memory-mapped, so that is the normal mode.
+    pub fn set_bulk_apply(&mut self, bulk: bool) -> Result<()> {
+        let bytes = if bulk { 0 } else { MMAP_BYTES };
+        self.conn
+            .execute_batch(&format!("PRAGMA mmap_size = {bytes};"))
+            .map_err(|e| map_open_error(&self.path, e))
     }
 
     /// Issues a new clock reading for a local op (ordered after every op this replica holds).

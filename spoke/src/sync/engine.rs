@@ -529,7 +529,7 @@ async fn pull(
     cell: &RefCell<Replica>,
     hub: &dyn HubClient,
     heads: &HubHeads,
-    mut lag: BTreeMap<Origin, SyncCursor>,
+    lag: BTreeMap<Origin, SyncCursor>,
     opts: &SyncOptions,
     progress: &mut dyn Progress,
     report: &mut SyncReport,
@@ -544,6 +544,30 @@ async fn pull(
         })
         .sum();
     progress.begin(total);
+    // A pull of more than one batch is a bulk load (see `Replica::set_bulk_apply`).
+    let bulk = total > APPLY_BATCH_OPS as u64;
+    if bulk {
+        cell.borrow_mut().set_bulk_apply(true)?;
+    }
+    let pulled = pull_stream(cell, hub, lag, opts, progress, report).await;
+    if bulk {
+        let normal = cell.borrow_mut().set_bulk_apply(false);
+        pulled?;
+        normal?;
+        return Ok(());
+    }
+    pulled
+}
+
+/// The stream part of [`pull`].
+async fn pull_stream(
+    cell: &RefCell<Replica>,
+    hub: &dyn HubClient,
+    mut lag: BTreeMap<Origin, SyncCursor>,
+    opts: &SyncOptions,
+    progress: &mut dyn Progress,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
     let after: Vec<(Origin, u64)> = lag
         .iter()
         .filter(|(_, c)| c.last_seq > 0)
