@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 WHICH=${1:-both}
 DUR=${HEPH_BENCH_SECS:-10}
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-cargo build --release -q -p heph-spoke --bin hephd
-cargo build --release -q -p heph-hub --example loadgen
-HEPHD=target/release/hephd
-LOADGEN=target/release/examples/loadgen
+# HEPH_HEPHD_BIN / HEPH_LOADGEN_BIN: use these binaries instead of building them (to compare builds).
+if [ -z "${HEPH_HEPHD_BIN:-}" ]; then cargo build --release -q -p heph-spoke --bin hephd; fi
+if [ -z "${HEPH_LOADGEN_BIN:-}" ]; then cargo build --release -q -p heph-hub --example loadgen; fi
+HEPHD=${HEPH_HEPHD_BIN:-target/release/hephd}
+LOADGEN=${HEPH_LOADGEN_BIN:-target/release/examples/loadgen}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }

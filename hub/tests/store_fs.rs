@@ -88,55 +88,6 @@ fn position_of(s: &heph_format::EncodedSegment) -> Position {
     }
 }
 
-#[tokio::test]
-async fn incomplete_blob_from_a_power_loss_is_absent_and_replaced() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = FsStore::open(dir.path()).await.expect("open");
-    let (a, b) = (
-        segment(owner(1), origin(1), 1, None, 3, 200, 1),
-        segment(owner(1), origin(2), 1, None, 3, 200, 2),
-    );
-    // A power loss after the link but before the data reached the disk: the name exists with
-    // part of the bytes (or none).
-    for (s, partial) in [(&a, &a.bytes[..a.bytes.len() / 2]), (&b, &b.bytes[..0])] {
-        let path = dir.path().join(keys::blob(&s.id));
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&path, partial).expect("write");
-        assert_eq!(
-            store.get_blob(s.id).await.expect("get"),
-            None,
-            "an incomplete blob is absent"
-        );
-    }
-    store
-        .put_blob(a.id, Bytes::from(a.bytes.clone()))
-        .await
-        .expect("put replaces the incomplete blob");
-    assert_eq!(
-        store.get_blob(a.id).await.expect("get").as_deref(),
-        Some(&a.bytes[..])
-    );
-    let p = position_of(&b);
-    assert_eq!(
-        store
-            .put_segment(owner(1), origin(2), &p, Bytes::from(b.bytes.clone()))
-            .await
-            .expect("segment"),
-        PutOutcome::Created
-    );
-    for s in [&a, &b] {
-        let on_disk = std::fs::read(dir.path().join(keys::blob(&s.id))).expect("read");
-        assert_eq!(on_disk, s.bytes, "the file now holds the whole segment");
-    }
-    assert_eq!(
-        store
-            .get_position(owner(1), origin(2), 1)
-            .await
-            .expect("get"),
-        Some(p)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_on_one_directory_never_both_win_a_position() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -3,29 +3,21 @@
 //!
 //! # Write protocol
 //!
-//! Every object gets its final name with `link(2)` from a fresh file under `tmp/`; `link` fails if
-//! the name exists, so nothing is ever replaced (the one exception, an incomplete blob left by a
-//! power loss, is below). The bytes are always written completely before the link, so a running
-//! reader (this hub or another one on the same directory) sees a whole object or none.
+//! Every object (blob, position entry, owner record) is written the same way
+//! ([`SegmentStore::create`]): the bytes go to a fresh file under `tmp/`, which is fsynced, then
+//! hard-linked to its final name (`link(2)` fails if the name exists, so nothing is ever
+//! replaced), then the directory holding the final name is fsynced. A crash at any point leaves
+//! either no final file or a complete one, and a reader (this hub or another one on the same
+//! directory) sees a whole object or none. When the name is already taken — possibly by another
+//! process that has linked it but not yet fsynced its directory — the directory is fsynced
+//! before the existing object is returned, so "already stored" is as durable as "created".
 //!
-//! - **Position entries and the owner record** ([`SegmentStore::create`]): write the temp file,
-//!   fsync it, link it into place, then fsync the directory that holds the new name. A crash at
-//!   any point leaves no final file or a complete, durable one.
-//! - **Blobs** ([`SegmentStore::put_blob`]): write the temp file, link it into place, then fsync
-//!   the file and its directory. The file's data may still be in flight when the name appears, so
-//!   a power loss at that moment can leave a blob whose bytes are incomplete. Blobs are
-//!   content-addressed, which makes that detectable and harmless: [`SegmentStore::get_blob`]
-//!   checks the bytes against the name and treats a blob that does not match as absent, and a
-//!   later `put_blob` of that id replaces it (rename over it from a fsynced temp file).
-//! - **A pushed segment** ([`SegmentStore::put_segment`]): the blob as above and, in parallel, the
-//!   position entry's temp file written and fsynced; only when the blob's file *and* directory
-//!   fsyncs have returned is the position entry linked, and its directory fsynced before the push
-//!   is acknowledged. So a durable position entry always has a complete, durable blob, and an
-//!   acknowledged push survives a crash or power loss. That is two rounds of waiting for the disk
-//!   per push instead of four.
-//! - **Existing objects**: a create that finds the name taken (possibly by another process that
-//!   has not yet made it durable) fsyncs that directory (and, for a blob, the file) before
-//!   answering, so "already stored" is as durable as "created".
+//! A pushed segment ([`SegmentStore::put_segment`]) takes three rounds of waiting for the disk
+//! instead of four: (1) the blob's and the position entry's temp files are written and fsynced
+//! in parallel; (2) the blob is linked and its directory fsynced; (3) only then is the position
+//! entry linked and its directory fsynced, and the push acknowledged. So a position entry (the
+//! commit) never reaches the disk before its blob, and an acknowledged push survives a crash or
+//! power loss.
 //!
 //! # Group commit of directory fsyncs
 //!
@@ -33,21 +25,21 @@
 //! needs one fsync of that directory that *started after* its link. If no fsync of the directory
 //! is running, the caller runs it (the leader); otherwise it waits for the running one to end and
 //! then for the next one, which one of the waiters starts. Every link made before an fsync starts
-//! is covered by it, so concurrent pushes into one directory share one fsync.
+//! is covered by it, so concurrent writers into one directory (a blob fan-out directory, an
+//! origin's chain, the root) share one fsync instead of running one each.
 //!
-//! A crash leaves at most unlinked temp files (removed when the store is opened) and, after a
-//! power loss, blobs that no position entry refers to (complete ones are reused by a re-push,
-//! incomplete ones replaced).
+//! A crash leaves at most unlinked temp files, removed when the store is opened, and complete
+//! blobs that no position entry refers to (a re-push reuses them).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use heph_format::{Origin, OwnerId, SegmentId};
+use heph_format::{Origin, OwnerId};
 
 use super::{Position, PutOutcome, SegmentStore, StoreError, encode_position, keys};
 
@@ -142,7 +134,14 @@ impl Inner {
 
     /// Create-if-absent with the fsync-before-link protocol (position entries, owner record).
     fn create(&self, key: &str, bytes: &[u8]) -> Result<Option<Bytes>, StoreError> {
-        match self.prepare(key, bytes)? {
+        let prepared = self.prepare(key, bytes)?;
+        self.finish(key, prepared)
+    }
+
+    /// The second half of [`Inner::create`]: commits a temp file, or makes the existing
+    /// object's name durable (its writer may not have yet).
+    fn finish(&self, key: &str, prepared: Prepared) -> Result<Option<Bytes>, StoreError> {
+        match prepared {
             Prepared::Temp(tmp) => self.commit(key, &tmp),
             Prepared::Existing(existing) => {
                 self.dirs.sync(&self.paths(key).1)?;
@@ -162,7 +161,7 @@ impl Inner {
         Ok(Prepared::Temp(tmp))
     }
 
-    /// The second half of [`Inner::create`]: link the temp file into place (never replacing)
+    /// Links the temp file into place (never replacing)
     /// and make the name durable. Returns the existing object when the name was taken.
     fn commit(&self, key: &str, tmp: &Path) -> Result<Option<Bytes>, StoreError> {
         let (dest, parent) = self.paths(key);
@@ -183,64 +182,6 @@ impl Inner {
         }
     }
 
-    /// Stores blob `id` with the link-before-fsync protocol; durable when this returns.
-    fn put_blob(&self, id: SegmentId, bytes: &[u8]) -> Result<(), StoreError> {
-        let (dest, parent) = self.paths(&keys::blob(&id));
-        if let Some(file) = open_opt(&dest)? {
-            return self.adopt_blob(file, id, bytes, &dest, &parent);
-        }
-        ensure_dir(&self.root, &parent)?;
-        let (tmp, file) = self.write_temp(bytes, false)?;
-        let linked = fs::hard_link(&tmp, &dest);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                file.sync_all()
-                    .map_err(|e| StoreError::io(dest.display(), e))?;
-                self.dirs.sync(&parent)
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                drop(file);
-                let existing = open_opt(&dest)?.ok_or_else(|| StoreError::io(dest.display(), e))?;
-                self.adopt_blob(existing, id, bytes, &dest, &parent)
-            }
-            Err(e) => Err(StoreError::io(dest.display(), e)),
-        }
-    }
-
-    /// Blob `id` already has a file: make it durable if its bytes are right, else replace it
-    /// (an incomplete blob left by a power loss; no position entry refers to it).
-    fn adopt_blob(
-        &self,
-        mut file: File,
-        id: SegmentId,
-        bytes: &[u8],
-        dest: &Path,
-        parent: &Path,
-    ) -> Result<(), StoreError> {
-        let io = |e| StoreError::io(dest.display(), e);
-        let mut found = Vec::with_capacity(bytes.len());
-        file.read_to_end(&mut found).map_err(io)?;
-        if SegmentId::of(&found) == id {
-            // Its writer may not have made it durable yet.
-            file.sync_all().map_err(io)?;
-        } else {
-            let (tmp, _file) = self.write_temp(bytes, true)?;
-            let renamed = fs::rename(&tmp, dest);
-            if renamed.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
-            renamed.map_err(io)?;
-        }
-        self.dirs.sync(parent)
-    }
-
-    /// Blob `id` if stored whole; a blob whose bytes do not match its name is absent.
-    fn get_blob(&self, id: SegmentId) -> Result<Option<Bytes>, StoreError> {
-        let (dest, _) = self.paths(&keys::blob(&id));
-        Ok(read_opt(&dest)?.filter(|b| SegmentId::of(b) == id))
-    }
-
     fn list_dir(&self, key: &str) -> Result<Vec<String>, StoreError> {
         let path = self.root.join(key);
         match fs::read_dir(&path) {
@@ -254,11 +195,17 @@ impl Inner {
     }
 }
 
-/// Group commit of directory fsyncs (see the module docs): per directory, the generation of
-/// the last fsync started and the last one finished.
+/// Group commit of directory fsyncs (see the module docs): one [`DirSlot`] per directory that
+/// has callers waiting, dropped when the last one leaves.
 #[derive(Debug, Default)]
 struct DirSyncer {
-    state: Mutex<HashMap<PathBuf, DirState>>,
+    slots: Mutex<HashMap<PathBuf, Arc<DirSlot>>>,
+}
+
+/// One directory's fsync generations: the last started and the last finished.
+#[derive(Debug, Default)]
+struct DirSlot {
+    state: Mutex<DirState>,
     changed: Condvar,
 }
 
@@ -267,62 +214,67 @@ struct DirState {
     started: u64,
     done: u64,
     running: bool,
+    /// Callers inside [`DirSyncer::sync`] for this directory (guarded by the slots map).
     waiters: usize,
 }
 
-impl DirSyncer {
-    fn lock(&self) -> MutexGuard<'_, HashMap<PathBuf, DirState>> {
-        // The map holds plain counters; a panic elsewhere cannot leave it inconsistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Guarded data are plain counters; a panic elsewhere cannot leave them inconsistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
+impl DirSyncer {
     /// Returns once a fsync of `dir` that started after this call has succeeded, so every
     /// name linked into `dir` before the call is durable. Runs the fsync itself when none is
     /// running; otherwise waits for the running one (which may have started too early) and the
     /// next. One fsync serves every caller that arrived before it started.
     fn sync(&self, dir: &Path) -> Result<(), StoreError> {
-        let key = dir.to_path_buf();
-        let mut map = self.lock();
-        let need = {
-            let st = map.entry(key.clone()).or_default();
-            st.waiters += 1;
-            st.started + 1
+        let slot = {
+            let mut slots = lock(&self.slots);
+            let slot = Arc::clone(slots.entry(dir.to_path_buf()).or_default());
+            lock(&slot.state).waiters += 1;
+            slot
         };
-        let result = loop {
-            let st = map.entry(key.clone()).or_default();
+        let result = slot.sync(dir);
+        let mut slots = lock(&self.slots);
+        let mut st = lock(&slot.state);
+        st.waiters -= 1;
+        if st.waiters == 0 {
+            slots.remove(dir);
+        }
+        result
+    }
+}
+
+impl DirSlot {
+    fn sync(&self, dir: &Path) -> Result<(), StoreError> {
+        let mut st = lock(&self.state);
+        let need = st.started + 1;
+        loop {
             if st.done >= need {
-                break Ok(());
+                return Ok(());
             }
             if st.running {
-                map = self
+                st = self
                     .changed
-                    .wait(map)
+                    .wait(st)
                     .unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
             st.running = true;
             st.started += 1;
             let generation = st.started;
-            drop(map);
+            drop(st);
             let synced = sync_dir(dir);
-            map = self.lock();
-            let st = map.entry(key.clone()).or_default();
+            st = lock(&self.state);
             st.running = false;
             if synced.is_ok() {
                 st.done = generation;
             }
             self.changed.notify_all();
-            if let Err(e) = synced {
-                // Waiters retry with a fsync of their own; this caller reports the failure.
-                break Err(e);
-            }
-        };
-        let st = map.entry(key.clone()).or_default();
-        st.waiters -= 1;
-        if st.waiters == 0 && !st.running {
-            map.remove(&key);
+            // On failure the waiters retry with a fsync of their own; this caller reports it.
+            synced?;
         }
-        result
     }
 }
 
@@ -337,14 +289,6 @@ async fn blocking<T: Send + 'static>(
 fn read_opt(path: &Path) -> Result<Option<Bytes>, StoreError> {
     match fs::read(path) {
         Ok(b) => Ok(Some(Bytes::from(b))),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::io(path.display(), e)),
-    }
-}
-
-fn open_opt(path: &Path) -> Result<Option<File>, StoreError> {
-    match File::open(path) {
-        Ok(f) => Ok(Some(f)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StoreError::io(path.display(), e)),
     }
@@ -404,14 +348,6 @@ impl SegmentStore for FsStore {
         blocking(move || read_opt(&path)).await
     }
 
-    async fn put_blob(&self, id: SegmentId, bytes: Bytes) -> Result<(), StoreError> {
-        self.run(move |s| s.put_blob(id, &bytes)).await
-    }
-
-    async fn get_blob(&self, id: SegmentId) -> Result<Option<Bytes>, StoreError> {
-        self.run(move |s| s.get_blob(id)).await
-    }
-
     async fn put_segment(
         &self,
         owner: OwnerId,
@@ -420,33 +356,43 @@ impl SegmentStore for FsStore {
         bytes: Bytes,
     ) -> Result<PutOutcome, StoreError> {
         let key = keys::position(owner, origin, pos.first_seq);
+        let blob_key = keys::blob(&pos.hash);
         let entry = encode_position(pos);
-        let id = pos.hash;
-        // Round one, in parallel: the blob made durable; the entry's temp file fsynced.
-        let blob = self.run(move |s| s.put_blob(id, &bytes));
+        // Round one, in parallel: both temp files written and fsynced (or found in place).
+        let blob = {
+            let blob_key = blob_key.clone();
+            self.run(move |s| s.prepare(&blob_key, &bytes))
+        };
         let prepared = {
             let key = key.clone();
             self.run(move |s| s.prepare(&key, &entry))
         };
         let (blob, prepared) = tokio::join!(blob, prepared);
-        if let Err(e) = blob {
+        let blob = match blob {
+            Ok(b) => b,
+            Err(e) => {
+                if let Ok(Prepared::Temp(tmp)) = prepared {
+                    let _ = fs::remove_file(tmp);
+                }
+                return Err(e);
+            }
+        };
+        // Round two: the blob linked (or found) and its directory fsynced.
+        let finished = self
+            .run(move |s| s.finish(&blob_key, blob).map(|_| ()))
+            .await;
+        if let Err(e) = finished {
             if let Ok(Prepared::Temp(tmp)) = prepared {
                 let _ = fs::remove_file(tmp);
             }
             return Err(e);
         }
-        // Round two: the commit, only now that the blob is durable.
+        // Round three: the commit, only now that the blob is durable.
         let first_seq = pos.first_seq;
-        let existing = match prepared? {
-            Prepared::Temp(tmp) => {
-                let key = key.clone();
-                self.run(move |s| s.commit(&key, &tmp)).await?
-            }
-            Prepared::Existing(existing) => {
-                let parent = self.inner.paths(&key).1;
-                self.run(move |s| s.dirs.sync(&parent)).await?;
-                Some(existing)
-            }
+        let existing = {
+            let prepared = prepared?;
+            let key = key.clone();
+            self.run(move |s| s.finish(&key, prepared)).await?
         };
         super::position_outcome(&key, first_seq, existing)
     }
