@@ -12,12 +12,10 @@
 //! process that has linked it but not yet fsynced its directory — the directory is fsynced
 //! before the existing object is returned, so "already stored" is as durable as "created".
 //!
-//! A pushed segment ([`SegmentStore::put_segment`]) takes three rounds of waiting for the disk
-//! instead of four: (1) the blob's and the position entry's temp files are written and fsynced
-//! in parallel; (2) the blob is linked and its directory fsynced; (3) only then is the position
-//! entry linked and its directory fsynced, and the push acknowledged. So a position entry (the
-//! commit) never reaches the disk before its blob, and an acknowledged push survives a crash or
-//! power loss.
+//! A pushed segment ([`SegmentStore::put_segment`]) is its blob, then its position entry, each
+//! written this way: the position entry (the commit) is linked only after the blob's name is
+//! durable, so it never reaches the disk before its blob, and the push is acknowledged only after
+//! the position entry's directory fsync, so an acknowledged push survives a crash or power loss.
 //!
 //! # Group commit of directory fsyncs
 //!
@@ -41,7 +39,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use heph_format::{Origin, OwnerId};
 
-use super::{Position, PutOutcome, SegmentStore, StoreError, encode_position, keys};
+use super::{SegmentStore, StoreError, keys};
 
 /// A store rooted at a local directory. See the module docs for the write protocol.
 #[derive(Debug, Clone)]
@@ -346,55 +344,6 @@ impl SegmentStore for FsStore {
     async fn read(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let path = self.inner.root.join(key);
         blocking(move || read_opt(&path)).await
-    }
-
-    async fn put_segment(
-        &self,
-        owner: OwnerId,
-        origin: Origin,
-        pos: &Position,
-        bytes: Bytes,
-    ) -> Result<PutOutcome, StoreError> {
-        let key = keys::position(owner, origin, pos.first_seq);
-        let blob_key = keys::blob(&pos.hash);
-        let entry = encode_position(pos);
-        // Round one, in parallel: both temp files written and fsynced (or found in place).
-        let blob = {
-            let blob_key = blob_key.clone();
-            self.run(move |s| s.prepare(&blob_key, &bytes))
-        };
-        let prepared = {
-            let key = key.clone();
-            self.run(move |s| s.prepare(&key, &entry))
-        };
-        let (blob, prepared) = tokio::join!(blob, prepared);
-        let blob = match blob {
-            Ok(b) => b,
-            Err(e) => {
-                if let Ok(Prepared::Temp(tmp)) = prepared {
-                    let _ = fs::remove_file(tmp);
-                }
-                return Err(e);
-            }
-        };
-        // Round two: the blob linked (or found) and its directory fsynced.
-        let finished = self
-            .run(move |s| s.finish(&blob_key, blob).map(|_| ()))
-            .await;
-        if let Err(e) = finished {
-            if let Ok(Prepared::Temp(tmp)) = prepared {
-                let _ = fs::remove_file(tmp);
-            }
-            return Err(e);
-        }
-        // Round three: the commit, only now that the blob is durable.
-        let first_seq = pos.first_seq;
-        let existing = {
-            let prepared = prepared?;
-            let key = key.clone();
-            self.run(move |s| s.finish(&key, prepared)).await?
-        };
-        super::position_outcome(&key, first_seq, existing)
     }
 
     async fn list_positions(
