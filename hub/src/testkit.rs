@@ -7,6 +7,17 @@ use heph_format::{
     EncodedSegment, Hlc, NodeId, Op, OpKind, Origin, OwnerId, SegmentId, encode_segment,
 };
 
+/// The position entry a hub stores for segment `s`.
+pub fn position_of(s: &EncodedSegment) -> crate::store::Position {
+    crate::store::Position {
+        first_seq: s.header.first_seq,
+        last_seq: s.header.last_seq(),
+        hash: s.id,
+        len: s.bytes.len() as u64,
+        prev: s.header.prev,
+    }
+}
+
 /// A deterministic owner id from a small number.
 pub fn owner(n: u8) -> OwnerId {
     OwnerId::from_parts(1_700_000_000_000, [n; 10])

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use heph_hub::store::{FsStore, Position, PutOutcome, SegmentStore, keys};
-use heph_hub::testkit::{origin, owner, segment};
+use heph_hub::store::{FsStore, PutOutcome, SegmentStore, keys};
+use heph_hub::testkit::{origin, owner, position_of, segment};
 
 async fn make() -> Arc<dyn SegmentStore> {
     // The directory is leaked for the test's lifetime (removed by the OS temp cleaner); keep it
@@ -76,16 +76,6 @@ async fn layout_matches_protocol_doc() {
         serde_json::from_slice(&std::fs::read(dir.path().join("owner")).expect("owner"))
             .expect("json");
     assert_eq!(owner_json["owner"], owner(1).to_string());
-}
-
-fn position_of(s: &heph_format::EncodedSegment) -> Position {
-    Position {
-        first_seq: s.header.first_seq,
-        last_seq: s.header.last_seq(),
-        hash: s.id,
-        len: s.bytes.len() as u64,
-        prev: s.header.prev,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use heph_format::SegmentId;
 
 use crate::log::{LogOptions, PushError, SegmentLog};
 use crate::store::{Position, PutOutcome, SegmentStore};
-use crate::testkit::{chain, origin, owner, segment};
+use crate::testkit::{chain, origin, owner, position_of, segment};
 
 fn pos(first_seq: u64, last_seq: u64, salt: u8) -> Position {
     Position {
@@ -135,19 +135,7 @@ pub async fn segments(store: Arc<dyn SegmentStore>) {
     let (w, o) = (owner(1), origin(1));
     let a = segment(w, o, 1, None, 4, 30, 1);
     let b = segment(w, o, 1, None, 6, 30, 2);
-    let pa = Position {
-        first_seq: 1,
-        last_seq: a.header.last_seq(),
-        hash: a.id,
-        len: a.bytes.len() as u64,
-        prev: None,
-    };
-    let pb = Position {
-        hash: b.id,
-        last_seq: b.header.last_seq(),
-        len: b.bytes.len() as u64,
-        ..pa
-    };
+    let (pa, pb) = (position_of(&a), position_of(&b));
     let put = |p: Position, bytes: Vec<u8>| {
         let store = Arc::clone(&store);
         async move { store.put_segment(w, o, &p, Bytes::from(bytes)).await }
@@ -177,13 +165,7 @@ pub async fn segments(store: Arc<dyn SegmentStore>) {
     let racers: Vec<_> = (0..12u64)
         .map(|i| {
             let s = segment(w, origin(2), 1, None, 2 + i as usize, 20, 100 + i);
-            let p = Position {
-                first_seq: 1,
-                last_seq: s.header.last_seq(),
-                hash: s.id,
-                len: s.bytes.len() as u64,
-                prev: None,
-            };
+            let p = position_of(&s);
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 let r = store
@@ -226,13 +208,7 @@ pub async fn segments(store: Arc<dyn SegmentStore>) {
             let o = origin(100 + i as u16);
             tokio::spawn(async move {
                 for s in c {
-                    let p = Position {
-                        first_seq: s.header.first_seq,
-                        last_seq: s.header.last_seq(),
-                        hash: s.id,
-                        len: s.bytes.len() as u64,
-                        prev: s.header.prev,
-                    };
+                    let p = position_of(&s);
                     let r = store.put_segment(w, o, &p, Bytes::from(s.bytes)).await;
                     assert_eq!(r.expect("put"), PutOutcome::Created);
                 }

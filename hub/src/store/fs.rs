@@ -354,16 +354,8 @@ impl SegmentStore for FsStore {
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
         let key = keys::chain(owner, origin);
-        let mut seqs: Vec<u64> = self
-            .run(move |s| s.list_dir(&key))
-            .await?
-            .iter()
-            .filter_map(|n| keys::parse_position_name(n))
-            .filter(|&s| s > after)
-            .collect();
-        seqs.sort_unstable();
-        seqs.truncate(limit);
-        Ok(seqs)
+        let names = self.run(move |s| s.list_dir(&key)).await?;
+        Ok(super::select_positions(&names, after, limit))
     }
 
     async fn list_origins(&self, owner: OwnerId) -> Result<Vec<Origin>, StoreError> {

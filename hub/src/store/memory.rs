@@ -73,15 +73,8 @@ impl SegmentStore for MemoryStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
-        let mut seqs: Vec<u64> = self
-            .children(&keys::chain(owner, origin))
-            .iter()
-            .filter_map(|n| keys::parse_position_name(n))
-            .filter(|&s| s > after)
-            .collect();
-        seqs.sort_unstable();
-        seqs.truncate(limit);
-        Ok(seqs)
+        let names = self.children(&keys::chain(owner, origin));
+        Ok(super::select_positions(&names, after, limit))
     }
 
     async fn list_origins(&self, owner: OwnerId) -> Result<Vec<Origin>, StoreError> {

@@ -336,6 +336,19 @@ pub async fn open_store(url: &str, s3: &S3Options) -> Result<Arc<dyn SegmentStor
     ))
 }
 
+/// The `first_seq` of up to `limit` position entry names in `names` with `first_seq > after`,
+/// ascending (other names are ignored).
+pub(crate) fn select_positions(names: &[String], after: u64, limit: usize) -> Vec<u64> {
+    let mut seqs: Vec<u64> = names
+        .iter()
+        .filter_map(|n| keys::parse_position_name(n))
+        .filter(|&s| s > after)
+        .collect();
+    seqs.sort_unstable();
+    seqs.truncate(limit);
+    seqs
+}
+
 /// Parses directory/prefix names as origins, keeping only canonical ULID spellings, ascending.
 pub(crate) fn canonical_origins(names: Vec<String>) -> Vec<Origin> {
     let mut origins: Vec<Origin> = names
