@@ -57,6 +57,10 @@ pub struct StoredOp {
 
 /// How much of the database file is memory-mapped for reads outside bulk apply (256 MiB).
 const MMAP_BYTES: i64 = 256 << 20;
+/// WAL pages after which a commit checkpoints (16 MiB of 4 KiB pages).
+const CHECKPOINT_PAGES: u32 = 4000;
+/// The same in bulk-apply mode: a page rewritten by many commits is copied back once per checkpoint.
+const BULK_CHECKPOINT_PAGES: u32 = 16_000;
 
 /// A heph store: op log + materialised state. See the module docs.
 #[derive(Debug)]
@@ -198,7 +202,8 @@ impl Replica {
         }
         conn.execute_batch(&format!(
             "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -65536;
-             PRAGMA mmap_size = {MMAP_BYTES}; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 4000;"
+             PRAGMA mmap_size = {MMAP_BYTES}; PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES};"
         ))
         .map_err(|e| map_open_error(path, e))?;
 
@@ -301,13 +306,20 @@ impl Replica {
     }
 
     /// Switches bulk-apply mode (for a bring-up or any pull of many ops) on or off. In bulk mode the
-    /// database file is read through SQLite's page cache instead of a memory map: a file growing by
+    /// database file is read through SQLite's page cache instead of a memory map (a file growing by
     /// hundreds of megabytes would be remapped again and again, and every page the load touches would
-    /// stay resident. Reads (list, search) are faster memory-mapped, so that is the normal mode.
+    /// stay resident), and the WAL checkpoints less often. Reads (list, search) are faster
+    /// memory-mapped, so that is the normal mode.
     pub fn set_bulk_apply(&mut self, bulk: bool) -> Result<()> {
-        let bytes = if bulk { 0 } else { MMAP_BYTES };
+        let (bytes, checkpoint) = if bulk {
+            (0, BULK_CHECKPOINT_PAGES)
+        } else {
+            (MMAP_BYTES, CHECKPOINT_PAGES)
+        };
         self.conn
-            .execute_batch(&format!("PRAGMA mmap_size = {bytes};"))
+            .execute_batch(&format!(
+                "PRAGMA mmap_size = {bytes}; PRAGMA wal_autocheckpoint = {checkpoint};"
+            ))
             .map_err(|e| map_open_error(&self.path, e))
     }
 

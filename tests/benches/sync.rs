@@ -133,7 +133,7 @@ fn own_count(db: &std::path::Path, origin: &heph_format::Origin) -> i64 {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open");
     c.query_row(
-        "SELECT coalesce(sum(n), 0) FROM op_runs WHERE origin = ?1",
+        "SELECT coalesce(sum(n), 0) FROM op_chunks WHERE origin = ?1",
         [&origin.to_bytes()[..]],
         |r| r.get(0),
     )
@@ -163,7 +163,7 @@ fn latency() {
             .expect("open");
     let count = |c: &rusqlite::Connection| -> i64 {
         c.query_row(
-            "SELECT coalesce(sum(n), 0) FROM op_runs WHERE origin = ?1",
+            "SELECT coalesce(sum(n), 0) FROM op_chunks WHERE origin = ?1",
             [&origin.to_bytes()[..]],
             |r| r.get(0),
         )

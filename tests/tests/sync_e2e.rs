@@ -251,8 +251,8 @@ fn a_spoke_sigkilled_mid_apply_keeps_a_whole_store_and_every_acknowledged_write(
         let c = rusqlite::Connection::open(s.db()).expect("open");
         let mut st = c
             .prepare(
-                "SELECT s.last_seq, (SELECT max(first_seq + n - 1) FROM op_runs o WHERE o.origin = s.origin), \
-                 (SELECT coalesce(sum(n), 0) FROM op_runs o WHERE o.origin = s.origin) FROM sync_state s \
+                "SELECT s.last_seq, (SELECT max(first_seq + n - 1) FROM op_chunks o WHERE o.origin = s.origin), \
+                 (SELECT coalesce(sum(n), 0) FROM op_chunks o WHERE o.origin = s.origin) FROM sync_state s \
                  WHERE s.origin != ?1",
             )
             .expect("prepare");
@@ -317,7 +317,7 @@ impl LocalRows for Spoke {
         let c = rusqlite::Connection::open(self.db()).expect("open");
         let origin = own_origin(&c);
         c.query_row(
-            "SELECT coalesce(sum(n), 0) FROM op_runs WHERE origin = ?1",
+            "SELECT coalesce(sum(n), 0) FROM op_chunks WHERE origin = ?1",
             [&origin.to_bytes()[..]],
             |r| r.get::<_, i64>(0),
         )

@@ -371,10 +371,10 @@ impl Spoke {
             .expect("integrity_check")
     }
 
-    /// The number of ops in the op log (`op_runs`), read directly.
+    /// The number of ops in the op log (`op_chunks`), read directly.
     pub fn op_rows(&self) -> u64 {
         let c = rusqlite::Connection::open(self.db()).expect("open db");
-        c.query_row("SELECT coalesce(sum(n), 0) FROM op_runs", [], |r| {
+        c.query_row("SELECT coalesce(sum(n), 0) FROM op_chunks", [], |r| {
             r.get::<_, i64>(0)
         })
         .expect("count") as u64
