@@ -12,7 +12,7 @@ mod sync_support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use heph_format::{OwnerId, SegmentId, encode_segment, sample::typical_ops};
+use heph_format::OwnerId;
 use sync_support::{Hub, Spoke, heph_bin, wait_until};
 
 fn owner() -> OwnerId {
@@ -30,47 +30,6 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[i]
 }
 
-/// Pushes `total` ops split over `origins` chains in segments of `per_segment` ops.
-fn seed(hub: &Hub, origins: u8, total: u64, per_segment: usize) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let client = reqwest::Client::new();
-    let per_origin = total / u64::from(origins);
-    for o in 0..origins {
-        let origin = heph_spoke::sync::conformance::origin(0xbe4c, o + 1);
-        let mut prev: Option<SegmentId> = None;
-        let mut first = 1u64;
-        let mut k = 0u64;
-        while first <= per_origin {
-            let n = per_segment.min((per_origin - first + 1) as usize);
-            let ops = typical_ops(
-                origin,
-                1_767_225_600_000 + k * 1_000_000_000,
-                n,
-                u64::from(o) << 32 | k,
-            );
-            let seg = encode_segment(owner(), origin, first, prev, &ops).expect("encode");
-            let url = format!("{}/sync/v1/segments/{origin}/{first}", hub.url());
-            let st = rt.block_on(async {
-                client
-                    .put(url)
-                    .header("Heph-Segment-Id", seg.id.to_string())
-                    .body(seg.bytes.clone())
-                    .send()
-                    .await
-                    .expect("push")
-                    .status()
-            });
-            assert!(st.is_success(), "seed push: {st}");
-            prev = Some(seg.id);
-            first += n as u64;
-            k += 1;
-        }
-    }
-}
-
 fn bringup() {
     let total: u64 = std::env::var("HEPH_BENCH_OPS")
         .ok()
@@ -79,7 +38,7 @@ fn bringup() {
     let tmp = tempfile::tempdir().expect("tmp");
     let hub = Hub::start(&tmp.path().join("hub"), Some(&owner().to_string()));
     let t = Instant::now();
-    seed(&hub, 3, total, 10_000);
+    sync_support::seed_chains(&hub, owner(), 0xbe4c, 3, total / 3, 10_000);
     eprintln!("seeded {total} ops in {:.1} s", t.elapsed().as_secs_f64());
     let mut rates = Vec::new();
     let mut rss = Vec::new();

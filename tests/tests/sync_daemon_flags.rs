@@ -760,45 +760,6 @@ fn oidc_flag_values_that_cannot_be_right_are_startup_errors() {
     }
 }
 
-/// Pushes `per_origin` ops for each of `origins` chains straight to a dev-mode hub.
-fn seed(hub: &Hub, origins: u8, per_origin: u64) {
-    use heph_format::{OwnerId, SegmentId, encode_segment, sample::typical_ops};
-    let owner = OwnerId::from_parts(1_767_225_600_000, [0x5c; 10]);
-    let client = reqwest::Client::new();
-    let rt = rt();
-    for o in 0..origins {
-        let origin = heph_spoke::sync::conformance::origin(0x9e0, o + 1);
-        let mut prev: Option<SegmentId> = None;
-        let mut first = 1u64;
-        let mut k = 0u64;
-        while first <= per_origin {
-            let n = 500.min((per_origin - first + 1) as usize);
-            let ops = typical_ops(
-                origin,
-                1_767_225_600_000 + k * 1_000_000_000,
-                n,
-                u64::from(o) << 32 | k,
-            );
-            let seg = encode_segment(owner, origin, first, prev, &ops).expect("encode");
-            let url = format!("{}/sync/v1/segments/{origin}/{first}", hub.url());
-            let st = rt.block_on(async {
-                client
-                    .put(url)
-                    .header("Heph-Segment-Id", seg.id.to_string())
-                    .body(seg.bytes.clone())
-                    .send()
-                    .await
-                    .expect("push")
-                    .status()
-            });
-            assert!(st.is_success(), "seed push: {st}");
-            prev = Some(seg.id);
-            first += n as u64;
-            k += 1;
-        }
-    }
-}
-
 #[test]
 fn bring_up_draws_a_progress_bar_on_a_terminal_and_nothing_on_a_pipe() {
     let store = tempfile::tempdir().expect("tempdir");
@@ -830,22 +791,7 @@ fn bring_up_draws_a_progress_bar_on_a_terminal_and_nothing_on_a_pipe() {
     // Under a pseudo-terminal (`script`): the bar is drawn on stderr, then the same report.
     let tty = Spoke::new();
     std::fs::create_dir_all(&tty.dir).expect("mkdir");
-    let cmd = format!(
-        "'{}' --data-dir '{}' sync --hub-url '{}'",
-        heph_bin().display(),
-        tty.dir.display(),
-        hub.url()
-    );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .env("HEPH_NO_AUTO_RELOGIN", "1")
-        .env("TERM", "xterm")
-        .env_remove("HEPH_SOCKET")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script (util-linux)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = sync_under_a_terminal(&tty, &hub.url());
     assert!(
         text.contains("pulling") && text.contains("/4500 ops"),
         "no progress bar on a terminal: {text:?}"
@@ -898,22 +844,7 @@ fn heph_sync_through_the_daemon_draws_the_daemons_bring_up_on_a_terminal() {
         }),
         "the daemon did not open its socket"
     );
-    let cmd = format!(
-        "'{}' --data-dir '{}' sync --hub-url '{}'",
-        heph_bin().display(),
-        tty.dir.display(),
-        hub.url()
-    );
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .env("HEPH_NO_AUTO_RELOGIN", "1")
-        .env("TERM", "xterm")
-        .env_remove("HEPH_SOCKET")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script (util-linux)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = sync_under_a_terminal(&tty, &hub.url());
     assert!(
         text.contains("hub set to"),
         "not through the daemon: {text:?}"
@@ -934,4 +865,32 @@ fn heph_sync_through_the_daemon_draws_the_daemons_bring_up_on_a_terminal() {
         !stderr.contains('\u{1b}') && !stderr.contains("pulling"),
         "{stderr:?}"
     );
+}
+
+/// Pushes `per_origin` ops for each of `origins` chains straight to a dev-mode hub.
+fn seed(hub: &Hub, origins: u8, per_origin: u64) {
+    let owner = heph_format::OwnerId::from_parts(1_767_225_600_000, [0x5c; 10]);
+    sync_support::seed_chains(hub, owner, 0x9e0, origins, per_origin, 500);
+}
+
+/// Runs `heph sync --hub-url URL` for `spoke` under a pseudo-terminal (util-linux `script`), asserts it
+/// succeeded, and returns what the terminal showed.
+fn sync_under_a_terminal(spoke: &Spoke, hub_url: &str) -> String {
+    let cmd = format!(
+        "'{}' --data-dir '{}' sync --hub-url '{}'",
+        heph_bin().display(),
+        spoke.dir.display(),
+        hub_url
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("HEPH_NO_AUTO_RELOGIN", "1")
+        .env("TERM", "xterm")
+        .env_remove("HEPH_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
 }

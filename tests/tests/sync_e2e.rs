@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use heph_format::{OwnerId, SegmentId, encode_segment, sample::typical_ops};
+use heph_format::OwnerId;
 use serde_json::Value;
 use sync_support::{CuttingProxy, Hub, Spoke, titles, wait_until};
 
@@ -140,50 +140,11 @@ fn owner_ulid() -> OwnerId {
     OwnerId::from_parts(1_767_225_600_000, [0x5a; 10])
 }
 
-/// Pushes `origins` chains of `segments` segments × `ops` ops to the hub; returns the total op count.
-fn seed_hub(hub: &Hub, origins: u8, segments: u64, ops: usize) -> u64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let client = reqwest::Client::new();
-    let mut total = 0;
-    for o in 0..origins {
-        let origin = heph_spoke::sync::conformance::origin(0xabc, o + 1);
-        let mut prev: Option<SegmentId> = None;
-        for k in 0..segments {
-            let ops = typical_ops(
-                origin,
-                1_767_225_600_000 + k * 100_000_000,
-                ops,
-                u64::from(o) * 1000 + k,
-            );
-            let first = 1 + k * ops.len() as u64;
-            let seg = encode_segment(owner_ulid(), origin, first, prev, &ops).expect("encode");
-            let url = format!("{}/sync/v1/segments/{origin}/{first}", hub.url());
-            let status = rt.block_on(async {
-                client
-                    .put(url)
-                    .header("Heph-Segment-Id", seg.id.to_string())
-                    .body(seg.bytes.clone())
-                    .send()
-                    .await
-                    .expect("push")
-                    .status()
-            });
-            assert!(status.is_success(), "seed push: {status}");
-            prev = Some(seg.id);
-            total += ops.len() as u64;
-        }
-    }
-    total
-}
-
 #[test]
 fn a_proxy_cutting_connections_mid_stream_never_corrupts_and_sync_resumes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let hub = Hub::start(&tmp.path().join("hub"), Some(&owner_ulid().to_string()));
-    let total = seed_hub(&hub, 2, 4, 2_000);
+    let total = sync_support::seed_chains(&hub, owner_ulid(), 0xabc, 2, 4 * 2_000, 2_000);
     let proxy = CuttingProxy::start(hub.addr());
     let s = Spoke::new();
     let mut last = 0;
@@ -227,7 +188,7 @@ fn a_spoke_sigkilled_mid_apply_keeps_a_whole_store_and_every_acknowledged_write(
     };
     let tmp = tempfile::tempdir().expect("tmp");
     let hub = Hub::start(&tmp.path().join("hub"), Some(&owner_ulid().to_string()));
-    let seeded = seed_hub(&hub, 3, 8, 5_000);
+    let seeded = sync_support::seed_chains(&hub, owner_ulid(), 0xabc, 3, 8 * 5_000, 5_000);
     let mut s = Spoke::new();
     let owner = owner_ulid().to_string();
     let mut written = Vec::new();

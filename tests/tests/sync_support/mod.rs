@@ -482,3 +482,54 @@ impl Drop for CuttingProxy {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
+
+/// Seeds a hub straight over HTTP (no spoke involved): `origins` chains (origin ids derived from `salt`) of
+/// `per_origin` typical ops each, in segments of `per_segment` ops, all of `owner`. Returns the ops pushed.
+pub fn seed_chains(
+    hub: &Hub,
+    owner: heph_format::OwnerId,
+    salt: u64,
+    origins: u8,
+    per_origin: u64,
+    per_segment: usize,
+) -> u64 {
+    use heph_format::{SegmentId, encode_segment, sample::typical_ops};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = reqwest::Client::new();
+    let mut total = 0;
+    for o in 0..origins {
+        let origin = heph_spoke::sync::conformance::origin(salt, o + 1);
+        let mut prev: Option<SegmentId> = None;
+        let (mut first, mut k) = (1u64, 0u64);
+        while first <= per_origin {
+            let n = per_segment.min((per_origin - first + 1) as usize);
+            let ops = typical_ops(
+                origin,
+                1_767_225_600_000 + k * 1_000_000_000,
+                n,
+                u64::from(o) << 32 | k,
+            );
+            let seg = encode_segment(owner, origin, first, prev, &ops).expect("encode");
+            let url = format!("{}/sync/v1/segments/{origin}/{first}", hub.url());
+            let status = rt.block_on(async {
+                client
+                    .put(url)
+                    .header("Heph-Segment-Id", seg.id.to_string())
+                    .body(seg.bytes.clone())
+                    .send()
+                    .await
+                    .expect("push")
+                    .status()
+            });
+            assert!(status.is_success(), "seed push: {status}");
+            prev = Some(seg.id);
+            first += n as u64;
+            k += 1;
+            total += n as u64;
+        }
+    }
+    total
+}
