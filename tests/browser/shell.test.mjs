@@ -90,7 +90,8 @@ test('views render, capture shows at once, detail and settings work (screenshots
 
     // Done from the list.
     await b.page.click('.tabs button[data-view=today]');
-    await b.page.waitForSelector('#list li');
+    // Wait for the today list itself: the search result shown before may still be on screen.
+    await b.page.waitForSelector('#list li:has-text("Renew the passport")');
     const before = (await listTitles(b.page)).length;
     await b.page.click('#list li:has-text("Renew the passport") .check');
     await b.page.waitForFunction((n) => document.querySelectorAll('#list li').length === n - 1, before);
