@@ -44,13 +44,15 @@ pub struct HubArgs {
     /// Directory of the PWA's static files.
     #[arg(long, value_name = "DIR")]
     pub web_root: Option<PathBuf>,
-    /// OIDC issuer URL; without it the hub runs in loopback-only dev mode.
+    /// OIDC issuer URL; without it the hub runs in loopback-only dev mode. In --mode local: the IdP the
+    /// device's tokens must come from (a token set of another issuer is a startup error).
     #[arg(long, value_name = "URL")]
     pub oidc_issuer: Option<String>,
     /// Audience access tokens must carry.
     #[arg(long, value_name = "AUD")]
     pub oidc_audience: Option<String>,
-    /// OIDC client id reported in /config for spokes and the PWA.
+    /// OIDC client id reported in /config for spokes and the PWA. In --mode local: the client the device's
+    /// tokens must belong to.
     #[arg(long, value_name = "ID")]
     pub oidc_client_id: Option<String>,
     /// Subject allowed to use the hub (repeatable).
