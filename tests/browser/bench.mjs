@@ -135,18 +135,11 @@ try {
     }
     await b.page.goto(hub.url);
     await h.appState(b.page, 60000);
-    const end = Date.now() + 120000;
-    let s;
-    for (;;) {
-      s = await b.page.evaluate(() => window.heph.rpc('sync.status'));
-      if (s.last_run && s.last_run.pulled_ops >= ops) break;
-      if (Date.now() > end) throw new Error(`bring-up did not finish: ${JSON.stringify(s.problem || s.last_run)}`);
-      await new Promise((res) => setTimeout(res, 200));
-    }
+    const run = await h.waitForBringUp(b.page, ops);
     const io = await b.page.evaluate(() => window.heph.rpc('pwa.io'));
-    console.log(`bring-up ${label}: ${s.last_run.pulled_ops} ops in ${s.last_run.duration_ms} ms (SQLite writes ${io.writes}, OPFS write calls ${io.fileWrites}, ${(io.bytes / 1e6).toFixed(1)} MB)`);
+    console.log(`bring-up ${label}: ${run.pulled_ops} ops in ${run.duration_ms} ms (SQLite writes ${io.writes}, OPFS write calls ${io.fileWrites}, ${(io.bytes / 1e6).toFixed(1)} MB)`);
     await b.close();
-    return s.last_run.pulled_ops / (s.last_run.duration_ms / 1000);
+    return run.pulled_ops / (run.duration_ms / 1000);
   };
   // HEPH_BENCH_NO_WRITE_BATCH=1: without write batching only; HEPH_BENCH_AB=1: each run does both, in
   // alternating order, and the per-pair ratio is reported (robust on a noisy machine).

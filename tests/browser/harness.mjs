@@ -199,3 +199,14 @@ export function heph(dataDir, args, { json = false, env = {} } = {}) {
   if (r.status !== 0) throw new Error(`heph ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   return json ? JSON.parse(r.stdout) : r.stdout;
 }
+
+/** Waits until the page's replica reports a finished sync that pulled at least `ops` ops; returns that sync's `last_run`. */
+export async function waitForBringUp(page, ops, { timeout = 120000, poll = 200 } = {}) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const s = await page.evaluate(() => window.heph.rpc('sync.status'));
+    if (s.last_run && s.last_run.pulled_ops >= ops) return s.last_run;
+    if (Date.now() > end) throw new Error(`bring-up did not finish: ${JSON.stringify(s.problem || s.last_run)}`);
+    await new Promise((res) => setTimeout(res, poll));
+  }
+}

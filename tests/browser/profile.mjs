@@ -72,17 +72,10 @@ try {
   // The page playwright opened is attached above; navigate it.
   await b.page.goto(hub.url);
   await h.appState(b.page, 60000);
-  const end = Date.now() + 120000;
-  let s;
-  for (;;) {
-    s = await b.page.evaluate(() => window.heph.rpc('sync.status'));
-    if (s.last_run && s.last_run.pulled_ops >= ops) break;
-    if (Date.now() > end) throw new Error(`bring-up did not finish: ${JSON.stringify(s.problem || s.last_run)}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
+  const run = await h.waitForBringUp(b.page, ops, { poll: 100 });
   if (!workerSession) throw new Error('never attached to the worker');
   const { profile } = await send('Profiler.stop', {}, workerSession);
-  console.log(`bring-up: ${s.last_run.pulled_ops} ops in ${s.last_run.duration_ms} ms (profiled ${Date.now() - profiling} ms)`);
+  console.log(`bring-up: ${run.pulled_ops} ops in ${run.duration_ms} ms (profiled ${Date.now() - profiling} ms)`);
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map();
   let total = 0;

@@ -27,6 +27,22 @@ async function statusWhere(page, pred, what, timeout = 20000) {
   return waitFor(async () => { const s = await rpc(page, 'sync.status'); return pred(s) && s; }, what, timeout);
 }
 
+/** A fresh PWA profile on the hub and a native spoke joined to it, both synced once; the caller closes `b`. */
+async function pwaAndNative() {
+  const native = h.tempDir('heph-native-');
+  const b = await h.launch(h.tempDir('heph-prof-'));
+  try {
+    await b.page.goto(hub.url);
+    assert.equal(await h.appState(b.page), 'ready');
+    h.heph(native, ['sync', '--hub-url', hub.base]);
+    await synced(b.page);
+  } catch (e) {
+    await b.close();
+    throw e;
+  }
+  return { native, b };
+}
+
 async function waitFor(fn, what, timeout = 20000) {
   const end = Date.now() + timeout;
   let last;
@@ -82,13 +98,8 @@ test('offline capture in the PWA reaches a native spoke; native changes reach th
 
 test('a concurrent edit from the CLI and the PWA converges', async (t) => {
   if (!need(t)) return;
-  const native = h.tempDir('heph-native-');
-  const b = await h.launch(h.tempDir('heph-prof-'));
+  const { native, b } = await pwaAndNative();
   try {
-    await b.page.goto(hub.url);
-    assert.equal(await h.appState(b.page), 'ready');
-    h.heph(native, ['sync', '--hub-url', hub.base]);
-    await synced(b.page);
     const made = await rpc(b.page, 'task.add', { title: 'Shared task', context: 'line one\nline two\nline three\n' });
     await synced(b.page, 0);
     await waitFor(() => { h.heph(native, ['sync']); return h.heph(native, ['list', '--json'], { json: true }).some((x) => x.id === made.id); }, 'native sees the task');
@@ -148,13 +159,8 @@ test('a hub that is down: changes are kept, the status says so, and they go out 
 
 test('an overlapping context edit is shown as a conflict in the PWA until a later edit resolves it', async (t) => {
   if (!need(t)) return;
-  const native = h.tempDir('heph-native-');
-  const b = await h.launch(h.tempDir('heph-prof-'));
+  const { native, b } = await pwaAndNative();
   try {
-    await b.page.goto(hub.url);
-    assert.equal(await h.appState(b.page), 'ready');
-    h.heph(native, ['sync', '--hub-url', hub.base]);
-    await synced(b.page);
     const made = await rpc(b.page, 'task.add', { title: 'Conflicting notes', do_date: 'today', context: 'alpha\nbeta\ngamma\n' });
     await synced(b.page);
     await waitFor(() => { h.heph(native, ['sync']); return h.heph(native, ['list', '--json'], { json: true }).some((x) => x.id === made.id); }, 'native sees the task');
@@ -189,13 +195,8 @@ test('an overlapping context edit is shown as a conflict in the PWA until a late
 
 test('skip and drop in the PWA: skip makes the next occurrence exactly as `heph skip` does, drop ends the series', async (t) => {
   if (!need(t)) return;
-  const native = h.tempDir('heph-native-');
-  const b = await h.launch(h.tempDir('heph-prof-'));
+  const { native, b } = await pwaAndNative();
   try {
-    await b.page.goto(hub.url);
-    assert.equal(await h.appState(b.page), 'ready');
-    h.heph(native, ['sync', '--hub-url', hub.base]);
-    await synced(b.page);
     // A recurring task and a plain one, made on the laptop, reach the PWA.
     const series = h.heph(native, ['task', 'Water the plants', '--do-date', 'today', '--recur', 'daily', '--project', 'home', '--json'], { json: true });
     const plain = h.heph(native, ['task', 'Post the letter', '--do-date', 'today', '--json'], { json: true });

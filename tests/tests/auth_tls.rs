@@ -11,28 +11,6 @@ use heph_hub::store::MemoryStore;
 use heph_hub::{Authenticator, DevAuthenticator, HubConfig, ServerError};
 use heph_spoke::auth::{LoginOptions, device, http};
 
-struct Certs {
-    _dir: tempfile::TempDir,
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-}
-
-fn certs() -> Certs {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("rcgen");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
-    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
-    Certs {
-        _dir: dir,
-        cert,
-        key,
-    }
-}
-
 async fn start(mut cfg: HubConfig) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -54,7 +32,7 @@ async fn start(mut cfg: HubConfig) -> (String, tokio::sync::oneshot::Sender<()>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_serves_https_and_the_spoke_trusts_it_with_ca_file() {
-    let c = certs();
+    let c = heph_e2e::tls::self_signed();
     let mut cfg = HubConfig::new(Arc::new(MemoryStore::new()), Arc::new(DevAuthenticator));
     cfg.tls_cert = Some(c.cert.clone());
     cfg.tls_key = Some(c.key.clone());
@@ -110,7 +88,7 @@ async fn hub_serves_https_and_the_spoke_trusts_it_with_ca_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_login_through_an_https_hub_with_ca_file() {
     let Some(idp) = Idp::start() else { return };
-    let c = certs();
+    let c = heph_e2e::tls::self_signed();
     let mut oc = OidcConfig::new(idp.issuer.clone(), "heph");
     oc.required_group = Some("admins".into());
     let verifier = OidcVerifier::new(oc).expect("verifier");
@@ -162,7 +140,7 @@ async fn device_login_through_an_https_hub_with_ca_file() {
 
 #[tokio::test]
 async fn bad_certificate_or_key_files_are_clear_startup_errors() {
-    let c = certs();
+    let c = heph_e2e::tls::self_signed();
     let dir = tempfile::tempdir().expect("tempdir");
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not pem at all").expect("write");

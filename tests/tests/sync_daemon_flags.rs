@@ -7,7 +7,7 @@
 mod sync_support;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -507,31 +507,9 @@ fn token_commands_load_and_save_and_failing_commands_are_auth_failures() {
     }
 }
 
-struct Certs {
-    _dir: tempfile::TempDir,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn certs() -> Certs {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("rcgen");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cert = dir.path().join("ca.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
-    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
-    Certs {
-        _dir: dir,
-        cert,
-        key,
-    }
-}
-
 #[test]
 fn ca_file_lets_the_daemon_sync_over_https_and_its_absence_is_a_clear_tls_status() {
-    let c = certs();
+    let c = heph_e2e::tls::self_signed();
     let hub = ServerHub::start(
         &[
             "--tls-cert",
@@ -632,27 +610,25 @@ fn oidc_issuer_and_client_id_name_the_idp_the_tokens_must_come_from() {
     let other_issuer = "http://127.0.0.1:9/other-idp";
 
     // Tokens of another issuer or client: a startup error naming both values; nothing is created.
-    let err = hephd_refuses(&[
-        "--data-dir",
-        &data_dir_arg(&never),
-        "--hub-url",
-        &hub.url,
-        "--token-file",
-        &f,
-        "--oidc-issuer",
-        other_issuer,
-    ]);
+    let never_arg = data_dir_arg(&never);
+    let refused_with = |idp_flags: &[&str]| {
+        let mut args = vec![
+            "--data-dir",
+            never_arg.as_str(),
+            "--hub-url",
+            hub.url.as_str(),
+            "--token-file",
+            f.as_str(),
+        ];
+        args.extend_from_slice(idp_flags);
+        hephd_refuses(&args)
+    };
+    let err = refused_with(&["--oidc-issuer", other_issuer]);
     assert!(
         err.contains("--oidc-issuer") && err.contains(&idp.issuer) && err.contains(other_issuer),
         "{err}"
     );
-    let err = hephd_refuses(&[
-        "--data-dir",
-        &data_dir_arg(&never),
-        "--hub-url",
-        &hub.url,
-        "--token-file",
-        &f,
+    let err = refused_with(&[
         "--oidc-issuer",
         &idp.issuer,
         "--oidc-client-id",

@@ -550,13 +550,14 @@ async fn pull(
         cell.borrow_mut().set_bulk_apply(true)?;
     }
     let pulled = pull_stream(cell, hub, lag, opts, progress, report).await;
-    if bulk {
-        let normal = cell.borrow_mut().set_bulk_apply(false);
-        pulled?;
-        normal?;
-        return Ok(());
-    }
-    pulled
+    // Back to normal mode whether or not the pull failed; the pull's own error comes first.
+    let restored = if bulk {
+        cell.borrow_mut().set_bulk_apply(false)
+    } else {
+        Ok(())
+    };
+    pulled?;
+    Ok(restored?)
 }
 
 /// The stream part of [`pull`].
