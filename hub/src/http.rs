@@ -860,18 +860,22 @@ async fn wait(state: &HubState, params: &[(String, String)]) -> Resp {
     let mut shutdown = state.shutdown.clone();
     loop {
         changes.borrow_and_update();
-        let heads = match state.log.heads().await {
-            Ok(h) => h,
-            Err(e) => return store_error(&e),
-        };
-        let changed = tag.as_deref() != Some(heads.tag.as_str());
-        let timed_out = tokio::time::Instant::now() >= deadline;
-        if changed || timed_out || *shutdown.borrow() {
-            let mut v = heads_json(&heads);
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("changed".to_owned(), Value::Bool(changed));
+        {
+            // Scoped: a waiting poll must not keep a snapshot of every head (with many origins
+            // and many open polls that adds up to most of the hub's memory).
+            let heads = match state.log.heads().await {
+                Ok(h) => h,
+                Err(e) => return store_error(&e),
+            };
+            let changed = tag.as_deref() != Some(heads.tag.as_str());
+            let timed_out = tokio::time::Instant::now() >= deadline;
+            if changed || timed_out || *shutdown.borrow() {
+                let mut v = heads_json(&heads);
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("changed".to_owned(), Value::Bool(changed));
+                }
+                return json_resp(StatusCode::OK, &v);
             }
-            return json_resp(StatusCode::OK, &v);
         }
         tokio::select! {
             _ = changes.changed() => {}

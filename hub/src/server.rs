@@ -22,6 +22,14 @@ use crate::http::{HttpLimits, HubState, PublicConfig, handle};
 use crate::log::{LogOptions, OpenError, SegmentLog};
 use crate::store::SegmentStore;
 
+/// The blocking-thread limit of the runtime a hub should run on (`hephd --mode server` sets it).
+///
+/// The filesystem store runs its short file operations on blocking threads and waits for its
+/// journal's syncs without holding one, so a few dozen threads keep two cores busy; tokio's
+/// default (512) lets a burst of uploads start hundreds of threads whose stacks and allocator
+/// arenas then stay in the hub's memory.
+pub const MAX_BLOCKING_THREADS: usize = 32;
+
 /// Everything a hub needs to run. Build with [`HubConfig::new`] and adjust the public fields.
 #[derive(Debug, Clone)]
 pub struct HubConfig {

@@ -90,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Mode::Server => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .max_blocking_threads(heph_hub::server::MAX_BLOCKING_THREADS)
                 .build()?;
             let extension = self_update.clone().map(|h| {
                 std::sync::Arc::new(h) as std::sync::Arc<dyn heph_hub::server::StatusExtension>
