@@ -30,9 +30,7 @@ async fn temp_leftovers_are_removed_and_never_visible() {
     drop(store);
     let store = FsStore::open(dir.path()).await.expect("reopen");
     assert_eq!(
-        std::fs::read_dir(dir.path().join("tmp"))
-            .expect("tmp")
-            .count(),
+        files_under(&dir.path().join("tmp")),
         0,
         "tmp/ is emptied on open"
     );
@@ -127,10 +125,74 @@ async fn two_stores_on_one_directory_never_both_win_a_position() {
         }
     }
     assert_eq!(
-        std::fs::read_dir(dir.path().join("tmp"))
-            .expect("tmp")
-            .count(),
+        files_under(&dir.path().join("tmp")),
         0,
         "no temp files are left behind"
+    );
+}
+
+/// Files (not directories) anywhere under `dir`.
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() { files_under(&p) } else { 1 }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn acknowledged_pushes_come_back_when_the_disk_lost_their_files() {
+    // What a power loss can do on a filesystem without its own journal: names or data of
+    // files written after the last sync are gone. The store's journal brings them back.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(FsStore::open(dir.path()).await.expect("open"));
+    let log = heph_hub::SegmentLog::open(store.clone(), None, Default::default())
+        .await
+        .expect("log");
+    let first = segment(owner(1), origin(1), 1, None, 2, 10, 1);
+    let second = segment(owner(1), origin(1), 3, Some(first.id), 2, 10, 2);
+    for s in [&first, &second] {
+        log.push(
+            origin(1),
+            s.header.first_seq,
+            s.id,
+            Bytes::from(s.bytes.clone()),
+        )
+        .await
+        .expect("push");
+    }
+    drop(log);
+    drop(store);
+    let entry = |seq: u64| dir.path().join(keys::position(owner(1), origin(1), seq));
+    std::fs::remove_file(dir.path().join(keys::blob(&first.id))).expect("lose blob");
+    std::fs::write(entry(3), b"\0\0\0").expect("tear entry");
+    std::fs::remove_file(dir.path().join("owner")).expect("lose owner");
+
+    let store = FsStore::open(dir.path()).await.expect("reopen");
+    assert_eq!(store.owner().await.expect("owner"), Some(owner(1)));
+    for s in [&first, &second] {
+        assert_eq!(
+            store.get_blob(s.id).await.expect("blob").as_deref(),
+            Some(&s.bytes[..])
+        );
+        assert_eq!(
+            store
+                .get_position(owner(1), origin(1), s.header.first_seq)
+                .await
+                .expect("entry"),
+            Some(position_of(s))
+        );
+    }
+    let journals = std::fs::read_dir(dir.path().join("journal"))
+        .expect("ls")
+        .count();
+    assert_eq!(
+        journals, 1,
+        "replayed journals are removed; only the open store's is left"
     );
 }

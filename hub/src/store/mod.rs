@@ -99,7 +99,7 @@ impl StoreError {
 /// [`read`](SegmentStore::read) plus the listings; the typed methods (blobs, position entries,
 /// the owner record, [`put_segment`](SegmentStore::put_segment)) are provided over them with the
 /// shared [`keys`] layout and encodings. A store may override a provided method when it can do
-/// the same thing faster (the filesystem store overrides the blob and segment writes).
+/// the same thing faster (the filesystem store writes a segment's blob and entry as one journaled write).
 #[async_trait]
 pub trait SegmentStore: Send + Sync + fmt::Debug {
     /// A human-readable description for logs (`file:///…`, `s3://bucket/prefix`, `memory:`).
