@@ -434,6 +434,9 @@ impl SegmentStore for FsStore {
     }
 
     async fn check(&self) -> Result<(), StoreError> {
+        if let Some(failed) = self.inner.journal.failure() {
+            return Err(failed);
+        }
         self.run(|s| {
             fs::metadata(s.root.join("chains"))
                 .map(|_| ())

@@ -237,6 +237,11 @@ impl Journal {
         appended.map(|(_, _, generation)| generation)
     }
 
+    /// Why the journal stopped accepting writes, if it did (a failed append or sync).
+    pub(super) fn failure(&self) -> Option<StoreError> {
+        lock(&self.shared.state).failed.as_deref().map(failed_error)
+    }
+
     /// Returns once a sync has covered generation `generation` (a group-committed
     /// `fdatasync`, or a checkpoint of the file the record was in).
     pub(super) async fn synced(&self, generation: u64) -> Result<(), StoreError> {
@@ -889,6 +894,34 @@ mod tests {
             !root.path().join("journal/live-0.log").exists(),
             "what is left is the newest, active file"
         );
+    }
+
+    #[test]
+    fn after_a_failed_sync_every_write_is_refused() {
+        let root = root_with_journal(&[]);
+        let journal = Journal::start(root.path(), "live".into(), ROTATE_BYTES).expect("start");
+        let rt = runtime();
+        let (entry, generation) = journal.intend(&[("a", b"1")]).expect("intend");
+        rt.block_on(journal.synced(generation)).expect("synced");
+        // What the syncer does when fdatasync fails.
+        let reason = "cannot sync journal/live-0.log: Input/output error".to_owned();
+        journal
+            .shared
+            .progress
+            .send_modify(|s| s.failed = Some(Arc::from(reason.as_str())));
+        lock(&journal.shared.state).failed = Some(reason);
+        let refused = |e: StoreError| {
+            let text = e.to_string();
+            assert!(text.contains("Input/output error"), "{text}");
+            assert!(text.contains("until the hub restarts"), "{text}");
+        };
+        refused(journal.mark_linked(entry).expect_err("mark refused"));
+        refused(journal.intend(&[("b", b"2")]).expect_err("intend refused"));
+        refused(
+            rt.block_on(journal.synced(generation + 1))
+                .expect_err("wait refused"),
+        );
+        refused(journal.failure().expect("failure reported"));
     }
 
     #[test]
