@@ -593,7 +593,7 @@ pub(super) fn replay(root: &Path, own: &str) -> Result<Replayed, StoreError> {
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if !file_name.ends_with(".log") || file_name.starts_with(own) {
+        if !file_name.ends_with(".log") || file_name.starts_with(&format!("{own}-")) {
             continue;
         }
         let file = match File::options().read(true).write(true).open(&path) {
