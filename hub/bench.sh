@@ -14,7 +14,13 @@ HEPHD=${HEPH_HEPHD_BIN:-target/release/hephd}
 LOADGEN=${HEPH_LOADGEN_BIN:-target/release/examples/loadgen}
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+# HEPH_BENCH_KEEP=1: keep the stores (path printed) instead of deleting them. On ext4 without a journal, deleting
+# the ~40,000 files of a run slows the next minutes of inode allocation (see docs/benchmarks.md, "Hub"), so
+# back-to-back runs keep their stores.
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  if [ -n "${HEPH_BENCH_KEEP:-}" ]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 300); do curl -fsS "http://$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "bench: $1 did not start" >&2; exit 1; }

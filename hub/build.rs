@@ -7,7 +7,9 @@ fn main() {
     println!("cargo:rerun-if-env-changed=HEPH_BUILD_COMMIT");
     let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
     let git_dir = Path::new(&manifest).join("../.git");
-    for rel in ["HEAD", "packed-refs"] {
+    // logs/HEAD (the reflog) grows on every commit and checkout, also when the branch ref is
+    // packed and its loose file does not exist yet.
+    for rel in ["HEAD", "packed-refs", "logs/HEAD"] {
         let p = git_dir.join(rel);
         if p.exists() {
             println!("cargo:rerun-if-changed={}", p.display());
