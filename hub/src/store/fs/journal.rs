@@ -738,6 +738,24 @@ mod tests {
     const BLOB: &str = "blobs/ab/abcd";
     const ENTRY: &str = "chains/o/x/00000000000000000001";
 
+    /// Replays a dead journal holding one segment write (blob `blob bytes`, entry `entry`),
+    /// marked linked or not, over a store whose disk holds `on_disk`.
+    fn replay_segment_write(
+        marked: bool,
+        on_disk: &[(&str, &[u8])],
+    ) -> (tempfile::TempDir, Replayed) {
+        let mut records = vec![intent(&[(BLOB, b"blob bytes"), (ENTRY, b"entry")])];
+        if marked {
+            records.push(mark(0));
+        }
+        let root = root_with_journal(&records);
+        for (key, bytes) in on_disk {
+            put(root.path(), key, bytes);
+        }
+        let done = replay(root.path(), "own").expect("replay");
+        (root, done)
+    }
+
     #[test]
     fn records_read_back_and_a_torn_or_corrupt_tail_is_ignored() {
         let first = intent(&[(BLOB, b"blob bytes"), (ENTRY, b"entry")]);
@@ -763,11 +781,8 @@ mod tests {
 
     #[test]
     fn a_marked_write_is_restored_where_the_disk_lost_it() {
-        let rec = intent(&[(BLOB, b"blob bytes"), (ENTRY, b"entry")]);
-        let root = root_with_journal(&[rec, mark(0)]);
         // Power loss kept the entry's name but not its data, and lost the blob.
-        put(root.path(), ENTRY, &[0u8; 5]);
-        let done = replay(root.path(), "own").expect("replay");
+        let (root, done) = replay_segment_write(true, &[(ENTRY, &[0u8; 5])]);
         assert_eq!(
             done,
             Replayed {
@@ -786,20 +801,14 @@ mod tests {
 
     #[test]
     fn an_unmarked_write_whose_entry_is_on_disk_gets_its_blob_back() {
-        let rec = intent(&[(BLOB, b"blob bytes"), (ENTRY, b"entry")]);
-        let root = root_with_journal(&[rec]);
-        put(root.path(), ENTRY, b"entry");
-        let done = replay(root.path(), "own").expect("replay");
+        let (root, done) = replay_segment_write(false, &[(ENTRY, b"entry")]);
         assert_eq!(done.restored, 1);
         assert_eq!(get(root.path(), BLOB).as_deref(), Some(&b"blob bytes"[..]));
     }
 
     #[test]
     fn an_unmarked_write_without_its_entry_is_not_created_and_a_torn_blob_goes() {
-        let rec = intent(&[(BLOB, b"blob bytes"), (ENTRY, b"entry")]);
-        let root = root_with_journal(&[rec]);
-        put(root.path(), BLOB, b"blob by");
-        let done = replay(root.path(), "own").expect("replay");
+        let (root, done) = replay_segment_write(false, &[(BLOB, b"blob by")]);
         assert_eq!(done.removed, 1);
         assert_eq!(done.restored, 0);
         assert_eq!(
@@ -816,11 +825,10 @@ mod tests {
 
     #[test]
     fn a_whole_blob_of_a_write_that_lost_stays_and_the_winner_is_kept() {
-        let rec = intent(&[(BLOB, b"blob bytes"), (ENTRY, b"entry")]);
-        let root = root_with_journal(&[rec]);
-        put(root.path(), BLOB, b"blob bytes");
-        put(root.path(), ENTRY, b"another writer's entry");
-        let done = replay(root.path(), "own").expect("replay");
+        let (root, done) = replay_segment_write(
+            false,
+            &[(BLOB, b"blob bytes"), (ENTRY, b"another writer's entry")],
+        );
         assert_eq!((done.restored, done.removed), (0, 0));
         assert_eq!(get(root.path(), BLOB).as_deref(), Some(&b"blob bytes"[..]));
         assert_eq!(
@@ -855,19 +863,30 @@ mod tests {
         assert!(!root.path().join("tmp/dead").exists());
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
+    /// An empty store root with a running journal `live` sealing files past `rotate_bytes`,
+    /// and a runtime to wait for its syncs on.
+    fn live_journal(rotate_bytes: u64) -> (tempfile::TempDir, Journal, tokio::runtime::Runtime) {
+        let root = root_with_journal(&[]);
+        fs::remove_file(root.path().join("journal/dead-0.log")).expect("rm");
+        let journal = Journal::start(root.path(), "live".into(), rotate_bytes).expect("start");
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("runtime")
+            .expect("runtime");
+        (root, journal, rt)
+    }
+
+    /// Polls `done` for up to 20 s (checkpoints run on their own thread).
+    fn wait_until(done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !done() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[test]
     fn sealed_files_are_checkpointed_and_removed_once_idle() {
-        let root = root_with_journal(&[]);
-        fs::remove_file(root.path().join("journal/dead-0.log")).expect("rm");
-        let journal = Journal::start(root.path(), "live".into(), 4096).expect("start");
-        let rt = runtime();
+        let (root, journal, rt) = live_journal(4096);
         for i in 0..40u32 {
             let key = format!("blobs/00/{i}");
             let (entry, generation) = journal.intend(&[(&key, &[7u8; 1000])]).expect("intend");
@@ -881,10 +900,7 @@ mod tests {
                 .expect("ls")
                 .count()
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while logs() > 1 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_until(|| logs() == 1);
         assert_eq!(
             logs(),
             1,
@@ -898,9 +914,7 @@ mod tests {
 
     #[test]
     fn after_a_failed_sync_every_write_is_refused() {
-        let root = root_with_journal(&[]);
-        let journal = Journal::start(root.path(), "live".into(), ROTATE_BYTES).expect("start");
-        let rt = runtime();
+        let (_root, journal, rt) = live_journal(ROTATE_BYTES);
         let (entry, generation) = journal.intend(&[("a", b"1")]).expect("intend");
         rt.block_on(journal.synced(generation)).expect("synced");
         // What the syncer does when fdatasync fails.
@@ -926,10 +940,7 @@ mod tests {
 
     #[test]
     fn a_write_in_flight_keeps_its_sealed_file() {
-        let root = root_with_journal(&[]);
-        fs::remove_file(root.path().join("journal/dead-0.log")).expect("rm");
-        let journal = Journal::start(root.path(), "live".into(), 100).expect("start");
-        let rt = runtime();
+        let (root, journal, rt) = live_journal(100);
         let (pending, generation) = journal.intend(&[("owner", &[1u8; 200])]).expect("intend");
         rt.block_on(journal.synced(generation)).expect("synced");
         // The next intent seals file 0; its write is still in flight, so it must stay.
@@ -940,12 +951,7 @@ mod tests {
         assert!(root.path().join("journal/live-0.log").exists());
         let generation = journal.mark_linked(pending).expect("mark");
         rt.block_on(journal.synced(generation)).expect("synced");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while root.path().join("journal/live-0.log").exists()
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_until(|| !root.path().join("journal/live-0.log").exists());
         assert!(!root.path().join("journal/live-0.log").exists());
         assert!(root.path().join("journal/live-1.log").exists());
     }
