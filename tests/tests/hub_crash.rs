@@ -158,6 +158,13 @@ async fn sigkill_during_concurrent_uploads_never_leaves_a_partial_segment() {
             0,
             "temp files cleaned on open"
         );
+        // The killed hub's journal was replayed and removed; only the new hub's own is left.
+        assert_eq!(
+            walk(&store_dir.join("journal")).len(),
+            1,
+            "journals after restart: {:?}",
+            walk(&store_dir.join("journal"))
+        );
         let heads: Value = client
             .get(format!("http://{addr}/sync/v1/heads"))
             .send()
