@@ -620,6 +620,9 @@ pub(super) fn replay(root: &Path, own: &str) -> Result<Replayed, StoreError> {
             if name == own {
                 continue;
             }
+            // Listed again for each entry, after the entry was seen: a store creates its journal
+            // before its temp directory, so a store that opened after the first listing above is
+            // still found live here (a set built once would let its temp directory be removed).
             let live = fs::read_dir(&dir).ok().is_some_and(|js| {
                 js.flatten().any(|j| {
                     let jn = j.file_name().to_string_lossy().into_owned();
